@@ -1,0 +1,72 @@
+//! Errors as users see them: what failed, about which input, and a `hint:` saying what to do;
+//! each class has its own exit code (documented in README.md).
+
+use std::fmt;
+
+/// Exit codes, one per class of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitKind {
+    /// Anything not classified below.
+    Failure = 1,
+    /// Bad command-line usage.
+    Usage = 2,
+    /// The Dockerfile is malformed.
+    Dockerfile = 3,
+    /// An image reference is malformed (`InvalidImageName`).
+    InvalidReference = 4,
+}
+
+/// A failure ready to be shown: message, optional hint, exit class.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit class.
+    pub kind: ExitKind,
+    /// The main line.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// A new error of the given class.
+    pub fn new(kind: ExitKind, message: impl Into<String>) -> Self {
+        CliError {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint line.
+    pub fn hinted(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        self.kind as u8
+    }
+
+    /// Prints to stderr.
+    pub fn report(&self) {
+        eprintln!("{self}");
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::new(ExitKind::Failure, format!("{e:#}"))
+    }
+}
