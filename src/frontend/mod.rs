@@ -5,6 +5,7 @@
 
 pub mod ast;
 pub mod dockerignore;
+pub mod expand;
 pub mod instructions;
 pub mod parser;
 pub mod shell;
