@@ -12,6 +12,11 @@
 //! only place that prints.
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod cli;
+pub mod content;
+pub mod export;
 pub mod frontend;
+pub mod image;
+pub mod layer;
 pub mod reference;

@@ -205,8 +205,14 @@ pub fn parse_strict(s: &str) -> Result<Parts, RefError> {
     let mut parts = Parts::default();
     match g.anchored_name.captures(name) {
         Some(nc) => {
-            parts.domain = nc.get(1).map(|m| m.as_str().to_string()).unwrap_or_default();
-            parts.path = nc.get(2).map(|m| m.as_str().to_string()).unwrap_or_default();
+            parts.domain = nc
+                .get(1)
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            parts.path = nc
+                .get(2)
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
         }
         None => parts.path = name.to_string(),
     }
@@ -267,7 +273,10 @@ impl Reference {
         let (domain, rest) = split_docker_domain(s);
         let remote = rest.split(':').next().unwrap_or("");
         if remote.to_lowercase() != remote {
-            return Err(RefError::new(RefErrorKind::Uppercase(remote.to_string()), s));
+            return Err(RefError::new(
+                RefErrorKind::Uppercase(remote.to_string()),
+                s,
+            ));
         }
         let parts = parse_strict(&format!("{domain}/{rest}")).map_err(|e| RefError {
             input: s.to_string(),
@@ -373,7 +382,8 @@ pub fn explain(s: &str) -> Result<Vec<Component>, RefError> {
     let r = Reference::parse(s)?;
     let written = parse_strict(s).ok();
     let domain_written = s.split('/').next().is_some_and(|first| {
-        s.contains('/') && (first.contains(['.', ':']) || first == "localhost" || first != first.to_lowercase())
+        s.contains('/')
+            && (first.contains(['.', ':']) || first == "localhost" || first != first.to_lowercase())
     });
     let (namespace, name) = match r.path.rsplit_once('/') {
         Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
@@ -381,7 +391,9 @@ pub fn explain(s: &str) -> Result<Vec<Component>, RefError> {
     };
     let ns_defaulted = r.domain == DEFAULT_DOMAIN
         && namespace.as_deref() == Some("library")
-        && !written.as_ref().is_some_and(|p| p.path.starts_with(OFFICIAL_PREFIX));
+        && !written
+            .as_ref()
+            .is_some_and(|p| p.path.starts_with(OFFICIAL_PREFIX));
     let mut out = vec![Component {
         label: "registry",
         value: r.domain.clone(),
@@ -457,7 +469,9 @@ fn diagnose(input: &str, kind: &RefErrorKind) -> String {
     };
     // tag: the text after the last ':' that is not followed by '/'.
     let (name, tag) = match name_part.rfind(':') {
-        Some(i) if !name_part[i + 1..].contains('/') => (&name_part[..i], Some(&name_part[i + 1..])),
+        Some(i) if !name_part[i + 1..].contains('/') => {
+            (&name_part[..i], Some(&name_part[i + 1..]))
+        }
         _ => (name_part, None),
     };
     if let Some(t) = tag {
@@ -478,7 +492,10 @@ fn diagnose(input: &str, kind: &RefErrorKind) -> String {
     let mut comps: Vec<&str> = name.split('/').collect();
     if comps.len() > 1 && !g.path_component.is_match(comps[0]) && g.domain.is_match(comps[0]) {
         comps.remove(0);
-    } else if comps.len() > 1 && (comps[0].contains(['.', ':']) || comps[0] == "localhost") && !g.domain.is_match(comps[0]) {
+    } else if comps.len() > 1
+        && (comps[0].contains(['.', ':']) || comps[0] == "localhost")
+        && !g.domain.is_match(comps[0])
+    {
         return format!("registry `{}` is not a valid host[:port]", comps[0]);
     }
     for c in comps {
@@ -486,9 +503,9 @@ fn diagnose(input: &str, kind: &RefErrorKind) -> String {
             return "remove the empty path component (`//` or a trailing `/`)".into();
         }
         if !g.path_component.is_match(c) {
-            let bad = c
-                .chars()
-                .find(|ch| !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')));
+            let bad = c.chars().find(|ch| {
+                !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-'))
+            });
             return match bad {
                 Some(ch) => format!("character {ch:?} is not allowed in path component `{c}`: use lowercase letters, digits and `.`, `_`, `-` separators"),
                 None => format!("path component `{c}` must start and end with a letter or digit, with single `.`/`_`, double `__` or dashes between"),
@@ -507,7 +524,9 @@ mod tests {
         let r = Reference::parse_docker("nginx").unwrap();
         assert_eq!(r.to_string(), "docker.io/library/nginx:latest");
         let parts = explain("nginx").unwrap();
-        assert!(parts[0].defaulted && parts[1].defaulted && !parts[2].defaulted && parts[3].defaulted);
+        assert!(
+            parts[0].defaulted && parts[1].defaulted && !parts[2].defaulted && parts[3].defaulted
+        );
     }
 
     #[test]

@@ -8,17 +8,66 @@ use rbuild::reference::Reference;
 /// Characters that matter to the grammars, plus some multibyte ones.
 fn dockerfile_text() -> impl Strategy<Value = String> {
     let atoms = prop::sample::select(vec![
-        "FROM ", "RUN ", "COPY ", "ADD ", "ENV ", "ARG ", "LABEL ", "ONBUILD ", "HEALTHCHECK ", "CMD ",
-        "SHELL ", "--from=", "--mount=", "<<", "<<-", "EOF", "\n", "\\\n", "\\", "`", "# escape=`\n",
-        "# syntax=x\n", "#", "\"", "'", "[", "]", "\"a\"", ",", "=", "$", "${", "}", ":-", "%%", "##", "/",
-        " ", "\t", "a", "b", "é", "\u{feff}", "\r\n", "0", "*", "?", "!", "AS ", "\u{0}",
+        "FROM ",
+        "RUN ",
+        "COPY ",
+        "ADD ",
+        "ENV ",
+        "ARG ",
+        "LABEL ",
+        "ONBUILD ",
+        "HEALTHCHECK ",
+        "CMD ",
+        "SHELL ",
+        "--from=",
+        "--mount=",
+        "<<",
+        "<<-",
+        "EOF",
+        "\n",
+        "\\\n",
+        "\\",
+        "`",
+        "# escape=`\n",
+        "# syntax=x\n",
+        "#",
+        "\"",
+        "'",
+        "[",
+        "]",
+        "\"a\"",
+        ",",
+        "=",
+        "$",
+        "${",
+        "}",
+        ":-",
+        "%%",
+        "##",
+        "/",
+        " ",
+        "\t",
+        "a",
+        "b",
+        "é",
+        "\u{feff}",
+        "\r\n",
+        "0",
+        "*",
+        "?",
+        "!",
+        "AS ",
+        "\u{0}",
     ]);
     prop::collection::vec(atoms, 0..60).prop_map(|v| v.concat())
 }
 
 /// `PROPTEST_CASES` or 2000.
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
 }
 
 proptest! {
@@ -62,7 +111,9 @@ fn long_lines_parse_whole() {
     let body = "\\\"'$x ".repeat(10_000);
     let df = parser::parse(&format!("FROM a\nRUN {body}\n")).unwrap();
     assert_eq!(df.instructions()[1].args(), vec![body.trim_end()]);
-    let words = shell::Lexer::default().process_words(&"a\\ b ".repeat(10_000), &Vec::new()).unwrap();
+    let words = shell::Lexer::default()
+        .process_words(&"a\\ b ".repeat(10_000), &Vec::new())
+        .unwrap();
     assert_eq!(words.len(), 10_000);
     assert_eq!(words[0], "a b");
 }

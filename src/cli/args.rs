@@ -16,6 +16,14 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    /// Build an image from a Dockerfile (also the default: `rbuild -t app:v1 .`).
+    Build(BuildArgs),
+    /// List the images in the store.
+    Images(StoreArgs),
+    /// Remove tags from the store (blobs go with `rbuild prune`).
+    Rmi(RmiArgs),
+    /// Remove blobs no tag refers to.
+    Prune(StoreArgs),
     /// Show the parts of an image reference, with Docker's defaults marked.
     #[command(name = "inspect-ref")]
     InspectRef(InspectRefArgs),
@@ -39,4 +47,76 @@ pub struct ParseArgs {
     /// The Dockerfile (`-` reads standard input).
     #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
     pub file: PathBuf,
+}
+
+/// Where the store lives.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Store root (default `$XDG_DATA_HOME/rbuild` or `~/.local/share/rbuild`).
+    #[arg(long, env = "RBUILD_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `rbuild rmi`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images to untag.
+    #[arg(required = true)]
+    pub refs: Vec<String>,
+    /// Store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `rbuild build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context directory.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Name and tag, `name[:tag]` (repeatable).
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default `<context>/Dockerfile`; `-` reads standard input).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// `KEY=VALUE`, or `KEY` to take the value from the environment (repeatable).
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Build this stage instead of the last one.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// `KEY=VALUE` label added to the image (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Target platform, `os/arch[/variant]` (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Build every step (accepted; rbuild has no cache yet, so every build is from scratch).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the image digest to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Write build metadata (JSON) to this file.
+    #[arg(long)]
+    pub metadata_file: Option<PathBuf>,
+    /// Print only the image digest.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Progress output: auto, plain, tty.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Output, `type=oci,dest=DIR` (repeatable).
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<String>,
+    /// Layer compression: gzip or uncompressed.
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Named context, `NAME=oci-layout://PATH[:tag]` (then `FROM NAME`).
+    #[arg(long = "build-context")]
+    pub build_contexts: Vec<String>,
+    /// Store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }

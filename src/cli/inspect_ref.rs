@@ -7,8 +7,11 @@ use super::error::{CliError, ExitKind};
 
 pub(super) fn run(a: InspectRefArgs) -> Result<(), CliError> {
     let parts = reference::explain(&a.reference).map_err(|e| {
-        CliError::new(ExitKind::InvalidReference, format!("invalid image reference {:?}: {e}", a.reference))
-            .hinted(e.hint())
+        CliError::new(
+            ExitKind::InvalidReference,
+            format!("invalid image reference {:?}: {e}", a.reference),
+        )
+        .hinted(e.hint())
     })?;
     let full = reference::Reference::parse_docker(&a.reference).expect("explained above");
     if a.json {

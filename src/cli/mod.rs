@@ -2,9 +2,11 @@
 //! rendering of errors with hints and exit codes ([`error`]). The only module that prints.
 
 pub mod args;
+mod build;
 pub mod error;
 mod inspect_ref;
 mod parse;
+mod store;
 
 use std::process::ExitCode;
 
@@ -15,7 +17,7 @@ use error::CliError;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(with_default_subcommand(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -32,8 +34,33 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// `rbuild -t app:v1 .` means `rbuild build -t app:v1 .`.
+fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const SUBCOMMANDS: &[&str] = &[
+        "build",
+        "images",
+        "rmi",
+        "prune",
+        "inspect-ref",
+        "parse",
+        "help",
+    ];
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        let known =
+            SUBCOMMANDS.contains(&first) || matches!(first, "-h" | "--help" | "-V" | "--version");
+        if !known {
+            args.insert(1, "build".into());
+        }
+    }
+    args
+}
+
 fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Commands::Build(a) => build::run(a),
+        Commands::Images(a) => store::images(a),
+        Commands::Rmi(a) => store::rmi(a),
+        Commands::Prune(a) => store::prune(a),
         Commands::InspectRef(a) => inspect_ref::run(a),
         Commands::Parse(a) => parse::run(a),
     }

@@ -107,7 +107,11 @@ impl Pattern {
             depth: cleaned.split('/').count(),
             cleaned,
             exclusion,
-            regex: if kind == MatchType::Regex { Some(re) } else { None },
+            regex: if kind == MatchType::Regex {
+                Some(re)
+            } else {
+                None
+            },
             kind,
         }
     }
@@ -234,7 +238,13 @@ impl Matcher {
     pub fn patterns(&self) -> Vec<String> {
         self.patterns
             .iter()
-            .map(|p| if p.exclusion { format!("!{}", p.cleaned) } else { p.cleaned.clone() })
+            .map(|p| {
+                if p.exclusion {
+                    format!("!{}", p.cleaned)
+                } else {
+                    p.cleaned.clone()
+                }
+            })
             .collect()
     }
 
@@ -298,7 +308,9 @@ impl Matcher {
             }
             let mut hit = p.matches(path)?;
             if !hit && parent != "." && p.depth <= parent_dirs.len() {
-                hit = p.matches(&parent_dirs[..p.depth].join("/")).unwrap_or(false);
+                hit = p
+                    .matches(&parent_dirs[..p.depth].join("/"))
+                    .unwrap_or(false);
             }
             if hit {
                 matched = !p.exclusion;

@@ -23,8 +23,16 @@ use super::shell::{ExpandError, Lexer};
 
 /// Args the builder defines without an ARG declaration (reach RUN; never in history).
 pub const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
 ];
 
 /// An expansion failure at a Dockerfile line.
@@ -100,7 +108,11 @@ pub struct GlobalScope {
 
 impl GlobalScope {
     /// Evaluates the meta args of `df`.
-    pub fn new(df: &Dockerfile, build_args: &[(String, String)], platforms: &Platforms) -> Result<GlobalScope, ScopeError> {
+    pub fn new(
+        df: &Dockerfile,
+        build_args: &[(String, String)],
+        platforms: &Platforms,
+    ) -> Result<GlobalScope, ScopeError> {
         let lex = Lexer::new(df.parsed.escape);
         let mut args: Vec<(String, String)> = platforms.args();
         let mut declared = BTreeSet::new();
@@ -110,7 +122,10 @@ impl GlobalScope {
             let value = match lookup(build_args, name) {
                 Some(v) => Some(v.to_string()),
                 None => match default {
-                    Some(d) => Some(lex.process_word(d, &args).map_err(|source| ScopeError { line, source })?),
+                    Some(d) => Some(
+                        lex.process_word(d, &args)
+                            .map_err(|source| ScopeError { line, source })?,
+                    ),
                     None => None,
                 },
             };
@@ -127,9 +142,16 @@ impl GlobalScope {
     }
 
     /// A stage's FROM with global args expanded: (base, platform, name).
-    pub fn from_line(&self, df: &Dockerfile, stage: &Stage) -> Result<(String, Option<String>), ScopeError> {
+    pub fn from_line(
+        &self,
+        df: &Dockerfile,
+        stage: &Stage,
+    ) -> Result<(String, Option<String>), ScopeError> {
         let lex = Lexer::new(df.parsed.escape);
-        let err = |source| ScopeError { line: stage.span.start, source };
+        let err = |source| ScopeError {
+            line: stage.span.start,
+            source,
+        };
         let base = lex.process_word(&stage.base, &self.args).map_err(err)?;
         let platform = match &stage.platform {
             Some(p) => Some(lex.process_word(p, &self.args).map_err(err)?),
@@ -157,7 +179,10 @@ impl GlobalScope {
 }
 
 fn lookup<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    list.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    list.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn set(list: &mut Vec<(String, String)>, name: &str, value: String) {
@@ -178,7 +203,11 @@ pub struct StageScope<'g> {
 
 impl<'g> StageScope<'g> {
     /// A scope starting from the base image's environment.
-    pub fn new(global: &'g GlobalScope, escape: char, base_env: Vec<(String, String)>) -> StageScope<'g> {
+    pub fn new(
+        global: &'g GlobalScope,
+        escape: char,
+        base_env: Vec<(String, String)>,
+    ) -> StageScope<'g> {
         StageScope {
             global,
             lex: Lexer::new(escape),
@@ -215,7 +244,8 @@ impl<'g> StageScope<'g> {
     /// Applies `step` to the scope and returns it with build-time variables expanded.
     pub fn step(&mut self, step: &Step) -> Result<Instruction, ScopeError> {
         let line = step.span.start;
-        self.apply(&step.instruction).map_err(|source| ScopeError { line, source })
+        self.apply(&step.instruction)
+            .map_err(|source| ScopeError { line, source })
     }
 
     fn apply(&mut self, ins: &Instruction) -> Result<Instruction, ExpandError> {
@@ -261,7 +291,9 @@ impl<'g> StageScope<'g> {
             Instruction::Workdir(w) => Instruction::Workdir(self.word(w)?),
             Instruction::User(u) => Instruction::User(self.word(u)?),
             Instruction::StopSignal(s) => Instruction::StopSignal(self.word(s)?),
-            Instruction::Volume(v) => Instruction::Volume(v.iter().map(|p| self.word(p)).collect::<Result<_, _>>()?),
+            Instruction::Volume(v) => {
+                Instruction::Volume(v.iter().map(|p| self.word(p)).collect::<Result<_, _>>()?)
+            }
             Instruction::Expose(ports) => {
                 let mut out = Vec::new();
                 for p in ports {
@@ -271,7 +303,11 @@ impl<'g> StageScope<'g> {
             }
             Instruction::Run(r) => {
                 let mut r = r.clone();
-                r.mounts = r.mounts.iter().map(|m| self.word(m)).collect::<Result<_, _>>()?;
+                r.mounts = r
+                    .mounts
+                    .iter()
+                    .map(|m| self.word(m))
+                    .collect::<Result<_, _>>()?;
                 Instruction::Run(r)
             }
             other => other.clone(),
@@ -280,7 +316,11 @@ impl<'g> StageScope<'g> {
 
     fn copy(&self, c: &CopyCmd) -> Result<CopyCmd, ExpandError> {
         let mut c = c.clone();
-        c.sources = c.sources.iter().map(|s| self.word(s)).collect::<Result<_, _>>()?;
+        c.sources = c
+            .sources
+            .iter()
+            .map(|s| self.word(s))
+            .collect::<Result<_, _>>()?;
         c.dest = self.word(&c.dest)?;
         for f in [&mut c.chown, &mut c.chmod, &mut c.checksum] {
             if let Some(v) = f.as_mut() {
@@ -306,7 +346,10 @@ mod tests {
 
     fn run(text: &str, build_args: &[(&str, &str)]) -> (Vec<Instruction>, Vec<(String, String)>) {
         let df = Dockerfile::parse(text).unwrap();
-        let ba: Vec<(String, String)> = build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let ba: Vec<(String, String)> = build_args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let g = GlobalScope::new(&df, &ba, &Platforms::host()).unwrap();
         let stage = df.stages.last().unwrap();
         let mut s = StageScope::new(&g, '\\', vec![]);
@@ -329,7 +372,10 @@ mod tests {
 
     #[test]
     fn build_arg_overrides_and_env_wins() {
-        let (_, env) = run("FROM a\nARG X=def\nENV Y=$X\nENV X=env\nENV Z=$X\n", &[("X", "cli")]);
+        let (_, env) = run(
+            "FROM a\nARG X=def\nENV Y=$X\nENV X=env\nENV Z=$X\n",
+            &[("X", "cli")],
+        );
         assert_eq!(lookup(&env, "Y"), Some("cli"));
         assert_eq!(lookup(&env, "Z"), Some("env"));
     }
@@ -343,7 +389,10 @@ mod tests {
 
     #[test]
     fn run_and_cmd_are_not_expanded_but_mounts_are() {
-        let (out, _) = run("FROM a\nARG D=/c\nRUN --mount=type=cache,target=$D echo $D\nCMD echo $D\n", &[]);
+        let (out, _) = run(
+            "FROM a\nARG D=/c\nRUN --mount=type=cache,target=$D echo $D\nCMD echo $D\n",
+            &[],
+        );
         match &out[1] {
             Instruction::Run(r) => {
                 assert_eq!(r.mounts, vec!["type=cache,target=/c"]);
@@ -356,15 +405,23 @@ mod tests {
 
     #[test]
     fn expose_splits_and_platform_args_need_declaring() {
-        let (out, env) = run("FROM a\nENV P=\"80 443\"\nEXPOSE $P\nENV T=$TARGETOS\nARG TARGETOS\nENV U=$TARGETOS\n", &[]);
-        assert!(matches!(&out[1], Instruction::Expose(p) if p == &vec!["80".to_string(), "443".to_string()]));
+        let (out, env) = run(
+            "FROM a\nENV P=\"80 443\"\nEXPOSE $P\nENV T=$TARGETOS\nARG TARGETOS\nENV U=$TARGETOS\n",
+            &[],
+        );
+        assert!(
+            matches!(&out[1], Instruction::Expose(p) if p == &vec!["80".to_string(), "443".to_string()])
+        );
         assert_eq!(lookup(&env, "T"), Some(""));
         assert_eq!(lookup(&env, "U"), Some("linux"));
     }
 
     #[test]
     fn heredoc_copy_expands_only_unquoted() {
-        let (out, _) = run("FROM a\nARG N=x\nCOPY <<EOF <<'RAW' /d/\n$N \"q\"\nEOF\n$N\nRAW\n", &[]);
+        let (out, _) = run(
+            "FROM a\nARG N=x\nCOPY <<EOF <<'RAW' /d/\n$N \"q\"\nEOF\n$N\nRAW\n",
+            &[],
+        );
         match &out[1] {
             Instruction::Copy(c) => {
                 assert_eq!(c.inline[0].data, "x \"q\"\n");
@@ -377,7 +434,11 @@ mod tests {
     #[test]
     fn unused_build_args_are_reported() {
         let df = Dockerfile::parse("FROM a\nARG USED\n").unwrap();
-        let ba = vec![("USED".into(), "1".into()), ("TYPO".into(), "2".into()), ("HTTP_PROXY".into(), "p".into())];
+        let ba = vec![
+            ("USED".into(), "1".into()),
+            ("TYPO".into(), "2".into()),
+            ("HTTP_PROXY".into(), "p".into()),
+        ];
         let g = GlobalScope::new(&df, &ba, &Platforms::host()).unwrap();
         assert_eq!(g.unused_build_args(&df), vec!["TYPO"]);
     }

@@ -236,7 +236,10 @@ impl Dockerfile {
                         return Err(ierr(
                             node,
                             format!("duplicate stage name {name:?}"),
-                            Some(format!("stage {name:?} is already defined on line {}; rename one of them", prev.span.start)),
+                            Some(format!(
+                                "stage {name:?} is already defined on line {}; rename one of them",
+                                prev.span.start
+                            )),
                         )
                         .into());
                     }
@@ -285,7 +288,12 @@ impl Dockerfile {
         self.stages
             .iter()
             .find(|s| s.name.as_deref() == Some(lower.as_str()))
-            .or_else(|| name_or_index.parse::<usize>().ok().and_then(|i| self.stages.get(i)))
+            .or_else(|| {
+                name_or_index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| self.stages.get(i))
+            })
     }
 }
 
@@ -313,13 +321,19 @@ impl<'a> Flags<'a> {
                 None => (body.to_string(), None),
             };
             if !allowed.contains(&name.as_str()) {
-                let hint = closest(&name, allowed).map(|c| format!("did you mean `--{c}`?")).or_else(|| {
-                    Some(if allowed.is_empty() {
-                        format!("{} takes no flags", node.value.to_uppercase())
-                    } else {
-                        format!("{} accepts --{}", node.value.to_uppercase(), allowed.join(", --"))
-                    })
-                });
+                let hint = closest(&name, allowed)
+                    .map(|c| format!("did you mean `--{c}`?"))
+                    .or_else(|| {
+                        Some(if allowed.is_empty() {
+                            format!("{} takes no flags", node.value.to_uppercase())
+                        } else {
+                            format!(
+                                "{} accepts --{}",
+                                node.value.to_uppercase(),
+                                allowed.join(", --")
+                            )
+                        })
+                    });
                 return Err(ierr(node, format!("unknown flag: --{name}"), hint));
             }
             values.push((name, value));
@@ -334,7 +348,11 @@ impl<'a> Flags<'a> {
                 match v {
                     Some(v) => out = Some(v.clone()),
                     None => {
-                        return Err(ierr(self.node, format!("missing a value on flag: --{name}"), Some(format!("write `--{name}=<value>`"))))
+                        return Err(ierr(
+                            self.node,
+                            format!("missing a value on flag: --{name}"),
+                            Some(format!("write `--{name}=<value>`")),
+                        ))
                     }
                 }
             }
@@ -349,7 +367,11 @@ impl<'a> Flags<'a> {
                 match v {
                     Some(v) => out.push(v.clone()),
                     None => {
-                        return Err(ierr(self.node, format!("missing a value on flag: --{name}"), Some(format!("write `--{name}=<value>`"))))
+                        return Err(ierr(
+                            self.node,
+                            format!("missing a value on flag: --{name}"),
+                            Some(format!("write `--{name}=<value>`")),
+                        ))
                     }
                 }
             }
@@ -365,7 +387,11 @@ impl<'a> Flags<'a> {
                     None | Some("true") | Some("True") | Some("TRUE") | Some("1") => true,
                     Some("false") | Some("False") | Some("FALSE") | Some("0") => false,
                     Some(other) => {
-                        return Err(ierr(self.node, format!("expecting boolean value for flag {name}, not: {other}"), None))
+                        return Err(ierr(
+                            self.node,
+                            format!("expecting boolean value for flag {name}, not: {other}"),
+                            None,
+                        ))
                     }
                 });
             }
@@ -451,7 +477,14 @@ fn command(node: &Node) -> Command {
 fn exactly_one(node: &Node) -> Result<String, InstructionError> {
     let args = node.args();
     if args.len() != 1 {
-        return Err(ierr(node, format!("{} requires exactly one argument", node.value.to_uppercase()), None));
+        return Err(ierr(
+            node,
+            format!(
+                "{} requires exactly one argument",
+                node.value.to_uppercase()
+            ),
+            None,
+        ));
     }
     Ok(args[0].to_string())
 }
@@ -459,7 +492,14 @@ fn exactly_one(node: &Node) -> Result<String, InstructionError> {
 fn at_least_one(node: &Node) -> Result<Vec<String>, InstructionError> {
     let args = node.args();
     if args.is_empty() {
-        return Err(ierr(node, format!("{} requires at least one argument", node.value.to_uppercase()), None));
+        return Err(ierr(
+            node,
+            format!(
+                "{} requires at least one argument",
+                node.value.to_uppercase()
+            ),
+            None,
+        ));
     }
     Ok(args.into_iter().map(String::from).collect())
 }
@@ -467,7 +507,11 @@ fn at_least_one(node: &Node) -> Result<Vec<String>, InstructionError> {
 fn pairs(node: &Node) -> Result<Vec<(String, String)>, InstructionError> {
     let kw = node.value.to_uppercase();
     if node.next.is_empty() {
-        return Err(ierr(node, format!("{kw} requires at least one argument"), None));
+        return Err(ierr(
+            node,
+            format!("{kw} requires at least one argument"),
+            None,
+        ));
     }
     let mut out = Vec::new();
     for chunk in node.next.chunks(3) {
@@ -530,14 +574,26 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
         "shell" => {
             no_flags(node)?;
             if !node.json {
-                return Err(ierr(node, "SHELL requires the arguments to be in JSON form", Some("write `SHELL [\"/bin/bash\", \"-c\"]`".into())));
+                return Err(ierr(
+                    node,
+                    "SHELL requires the arguments to be in JSON form",
+                    Some("write `SHELL [\"/bin/bash\", \"-c\"]`".into()),
+                ));
             }
             Instruction::Shell(at_least_one(node)?)
         }
         "copy" | "add" => {
             let is_add = kw == "add";
             let allowed: &[&str] = if is_add {
-                &["chown", "chmod", "link", "exclude", "checksum", "keep-git-dir", "unpack"]
+                &[
+                    "chown",
+                    "chmod",
+                    "link",
+                    "exclude",
+                    "checksum",
+                    "keep-git-dir",
+                    "unpack",
+                ]
             } else {
                 &["from", "chown", "chmod", "link", "parents", "exclude"]
             };
@@ -556,12 +612,23 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
             }
             let dest = args.pop().expect("len >= 2");
             if !node.json && parser::parse_heredoc(&dest).ok().flatten().is_some() {
-                return Err(ierr(node, format!("{} cannot accept a heredoc as a destination", kw.to_uppercase()), None));
+                return Err(ierr(
+                    node,
+                    format!(
+                        "{} cannot accept a heredoc as a destination",
+                        kw.to_uppercase()
+                    ),
+                    None,
+                ));
             }
             let mut sources = Vec::new();
             let mut inline = Vec::new();
             for src in args {
-                let doc = if node.json { None } else { parser::parse_heredoc(&src).ok().flatten() };
+                let doc = if node.json {
+                    None
+                } else {
+                    parser::parse_heredoc(&src).ok().flatten()
+                };
                 match doc.and_then(|d| node.heredocs.iter().find(|h| h.name == d.name)) {
                     Some(h) => inline.push(InlineFile {
                         name: h.name.clone(),
@@ -621,7 +688,11 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
             no_flags(node)?;
             let v = at_least_one(node)?;
             if v.iter().any(|p| p.trim().is_empty()) {
-                return Err(ierr(node, "VOLUME specified can not be an empty string", None));
+                return Err(ierr(
+                    node,
+                    "VOLUME specified can not be an empty string",
+                    None,
+                ));
             }
             Instruction::Volume(v)
         }
@@ -632,32 +703,65 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
                 return Err(ierr(node, "ONBUILD requires at least one argument", None));
             };
             match inner.keyword().as_str() {
-                "onbuild" => return Err(ierr(node, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed", None)),
+                "onbuild" => {
+                    return Err(ierr(
+                        node,
+                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                        None,
+                    ))
+                }
                 "from" | "maintainer" => {
-                    return Err(ierr(node, format!("{} isn't allowed as an ONBUILD trigger", inner.value.to_uppercase()), None))
+                    return Err(ierr(
+                        node,
+                        format!(
+                            "{} isn't allowed as an ONBUILD trigger",
+                            inner.value.to_uppercase()
+                        ),
+                        None,
+                    ))
                 }
                 _ => {}
             }
             // Validate the trigger now so mistakes show in the parent build.
             parse_instruction(inner)?;
             let text = node.original.trim_start();
-            let trigger = text[node.value.len().min(text.len())..].trim_start().to_string();
+            let trigger = text[node.value.len().min(text.len())..]
+                .trim_start()
+                .to_string();
             Instruction::Onbuild(trigger)
         }
         _ => {
             let mut upper = KEYWORDS.to_vec();
             upper.push("from");
-            let hint = closest(&kw, &upper).map(|c| format!("did you mean `{}`?", c.to_uppercase()));
-            return Err(ierr(node, format!("unknown instruction: {}", node.value), hint));
+            let hint =
+                closest(&kw, &upper).map(|c| format!("did you mean `{}`?", c.to_uppercase()));
+            return Err(ierr(
+                node,
+                format!("unknown instruction: {}", node.value),
+                hint,
+            ));
         }
     })
 }
 
 fn parse_healthcheck(node: &Node) -> Result<Instruction, InstructionError> {
-    let flags = Flags::parse(node, &["interval", "timeout", "start-period", "start-interval", "retries"])?;
+    let flags = Flags::parse(
+        node,
+        &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
+    )?;
     let args = node.args();
     let Some(typ) = args.first() else {
-        return Err(ierr(node, "HEALTHCHECK requires at least one argument", None));
+        return Err(ierr(
+            node,
+            "HEALTHCHECK requires at least one argument",
+            None,
+        ));
     };
     let typ = typ.to_uppercase();
     let test = match typ.as_str() {
@@ -681,16 +785,30 @@ fn parse_healthcheck(node: &Node) -> Result<Instruction, InstructionError> {
             }
         }
         other => {
-            return Err(ierr(node, format!("Unknown type \"{other}\" in HEALTHCHECK (try CMD)"), None))
+            return Err(ierr(
+                node,
+                format!("Unknown type \"{other}\" in HEALTHCHECK (try CMD)"),
+                None,
+            ))
         }
     };
     let dur = |name: &str| -> Result<Duration, InstructionError> {
         match flags.string(name)? {
             None => Ok(Duration::ZERO),
             Some(v) => {
-                let d = parse_duration(&v).map_err(|e| ierr(node, format!("invalid --{name}: {e}"), Some("use a duration such as `30s`, `1m30s` or `500ms`".into())))?;
+                let d = parse_duration(&v).map_err(|e| {
+                    ierr(
+                        node,
+                        format!("invalid --{name}: {e}"),
+                        Some("use a duration such as `30s`, `1m30s` or `500ms`".into()),
+                    )
+                })?;
                 if d != Duration::ZERO && d < Duration::from_millis(1) {
-                    return Err(ierr(node, format!("Interval \"{name}\" cannot be less than 1ms"), None));
+                    return Err(ierr(
+                        node,
+                        format!("Interval \"{name}\" cannot be less than 1ms"),
+                        None,
+                    ));
                 }
                 Ok(d)
             }
@@ -699,7 +817,13 @@ fn parse_healthcheck(node: &Node) -> Result<Instruction, InstructionError> {
     let retries = match flags.string("retries")? {
         None => 0,
         Some(v) => {
-            let n: i64 = v.parse().map_err(|_| ierr(node, format!("invalid --retries: {v:?} is not a number"), None))?;
+            let n: i64 = v.parse().map_err(|_| {
+                ierr(
+                    node,
+                    format!("invalid --retries: {v:?} is not a number"),
+                    None,
+                )
+            })?;
             if n < 0 {
                 return Err(ierr(node, "--retries cannot be negative", None));
             }
@@ -727,13 +851,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("invalid duration {s:?}"));
         }
-        let n: f64 = rest[..num_len].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        let n: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -760,8 +890,14 @@ mod tests {
 
     #[test]
     fn argument_count_messages() {
-        assert_eq!(err_of("FROM a\nWORKDIR\n"), "WORKDIR requires exactly one argument");
-        assert_eq!(err_of("FROM a\nEXPOSE\n"), "EXPOSE requires at least one argument");
+        assert_eq!(
+            err_of("FROM a\nWORKDIR\n"),
+            "WORKDIR requires exactly one argument"
+        );
+        assert_eq!(
+            err_of("FROM a\nEXPOSE\n"),
+            "EXPOSE requires at least one argument"
+        );
         assert!(err_of("FROM a\nCOPY a\n").contains("requires at least two arguments"));
     }
 
@@ -775,8 +911,14 @@ mod tests {
 
     #[test]
     fn onbuild_restrictions() {
-        assert_eq!(err_of("FROM a\nONBUILD FROM b\n"), "FROM isn't allowed as an ONBUILD trigger");
-        assert_eq!(err_of("FROM a\nONBUILD ONBUILD RUN x\n"), "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+        assert_eq!(
+            err_of("FROM a\nONBUILD FROM b\n"),
+            "FROM isn't allowed as an ONBUILD trigger"
+        );
+        assert_eq!(
+            err_of("FROM a\nONBUILD ONBUILD RUN x\n"),
+            "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+        );
     }
 
     #[test]
@@ -786,7 +928,8 @@ mod tests {
             Instruction::Healthcheck(h) => assert_eq!(h.test, vec!["CMD-SHELL", "hello world"]),
             other => panic!("{other:?}"),
         }
-        assert!(err_of("FROM a\nHEALTHCHECK --interval=50ns CMD x\n").contains("cannot be less than 1ms"));
+        assert!(err_of("FROM a\nHEALTHCHECK --interval=50ns CMD x\n")
+            .contains("cannot be less than 1ms"));
         assert!(Dockerfile::parse("FROM a\nHEALTHCHECK --interval=0ms CMD x\n").is_ok());
     }
 
@@ -800,6 +943,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(err_of("FROM a\nCOPY /foo <<EOF\nx\nEOF\n"), "COPY cannot accept a heredoc as a destination");
+        assert_eq!(
+            err_of("FROM a\nCOPY /foo <<EOF\nx\nEOF\n"),
+            "COPY cannot accept a heredoc as a destination"
+        );
     }
 }

@@ -18,8 +18,24 @@ pub const MAX_LINE: usize = 65535;
 /// Instructions the parser knows; anything else parses (BuildKit keeps it) but is rejected
 /// when instructions are typed.
 pub const KEYWORDS: &[&str] = &[
-    "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
-    "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
 ];
 
 /// A parse failure with its location.
@@ -82,7 +98,10 @@ impl Parsed {
 
     /// The value of a directive, if present.
     pub fn directive(&self, name: &str) -> Option<&str> {
-        self.directives.iter().find(|d| d.name == name).map(|d| d.value.as_str())
+        self.directives
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.value.as_str())
     }
 }
 
@@ -175,8 +194,12 @@ pub fn detect_directive(text: &str, key: &str, fallbacks: bool) -> Option<FoundD
             if i == 0 && line.starts_with("#!") {
                 continue;
             }
-            let Some(rest) = line.strip_prefix(prefix) else { break };
-            let Some((name, value)) = match_directive(&format!("#{rest}")).map(|(n, v)| (n.to_lowercase(), v.to_string())) else {
+            let Some(rest) = line.strip_prefix(prefix) else {
+                break;
+            };
+            let Some((name, value)) = match_directive(&format!("#{rest}"))
+                .map(|(n, v)| (n.to_lowercase(), v.to_string()))
+            else {
                 break;
             };
             if name == key {
@@ -188,7 +211,8 @@ pub fn detect_directive(text: &str, key: &str, fallbacks: bool) -> Option<FoundD
         }
     }
     if fallbacks {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
+        {
             if let Some(serde_json::Value::String(v)) = map.get(key) {
                 return Some(FoundDirective {
                     reference: v.clone(),
@@ -398,7 +422,11 @@ impl Parser {
         }
 
         let Some(start) = first_start else {
-            return Err(err(current.max(1), current.max(1), "file with no instructions"));
+            return Err(err(
+                current.max(1),
+                current.max(1),
+                "file with no instructions",
+            ));
         };
         root.span.start = start;
         Ok(Parsed {
@@ -529,9 +557,16 @@ impl Parser {
             "from" | "expose" => Ok((whitespace_delimited(rest), false)),
             "env" => Ok((self.name_val(rest, "ENV")?, false)),
             "label" => Ok((self.name_val(rest, "LABEL")?, false)),
-            "arg" => Ok((self.parse_words(rest).into_iter().map(Node::word).collect(), false)),
+            "arg" => Ok((
+                self.parse_words(rest).into_iter().map(Node::word).collect(),
+                false,
+            )),
             "maintainer" | "user" | "workdir" | "stopsignal" => Ok((
-                if rest.is_empty() { vec![] } else { vec![Node::word(rest)] },
+                if rest.is_empty() {
+                    vec![]
+                } else {
+                    vec![Node::word(rest)]
+                },
                 false,
             )),
             "healthcheck" => health_config(rest),
@@ -567,7 +602,11 @@ impl Parser {
             if parts.len() < 2 {
                 return Err(format!("{key} must have two arguments"));
             }
-            return Ok(vec![Node::word(parts[0]), Node::word(parts[1]), Node::word("")]);
+            return Ok(vec![
+                Node::word(parts[0]),
+                Node::word(parts[1]),
+                Node::word(""),
+            ]);
         }
         let mut out = Vec::new();
         for w in words {
@@ -789,7 +828,9 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
         raw_quotes: true,
         ..lex
     };
-    let raw = raw_lex.process_words(rest, &NoEnv).map_err(|e| e.to_string())?;
+    let raw = raw_lex
+        .process_words(rest, &NoEnv)
+        .map_err(|e| e.to_string())?;
     if raw.len() != 1 {
         return Err(format!(
             "internal lexing of heredoc produced inconsistent results: {rest}"

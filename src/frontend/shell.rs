@@ -30,7 +30,10 @@ pub trait Env {
 
 impl Env for [(String, String)] {
     fn get(&self, name: &str) -> Option<&str> {
-        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -209,7 +212,11 @@ impl ShellWord<'_> {
     }
 
     /// Processes until `stop` (consumed) or the end of input.
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Step<(String, Vec<String>)> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Step<(String, Vec<String>)> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.process_stop_on_inner(stop);
@@ -290,7 +297,8 @@ impl ShellWord<'_> {
             match self.next() {
                 None => {
                     return Err(
-                        "unexpected end of statement while looking for matching single-quote".into(),
+                        "unexpected end of statement while looking for matching single-quote"
+                            .into(),
                     )
                 }
                 Some('\'') => {
@@ -314,7 +322,8 @@ impl ShellWord<'_> {
             match self.peek() {
                 None => {
                     return Err(
-                        "unexpected end of statement while looking for matching double-quote".into(),
+                        "unexpected end of statement while looking for matching double-quote"
+                            .into(),
                     )
                 }
                 Some('"') => {
@@ -421,11 +430,19 @@ impl ShellWord<'_> {
             Some('?') => match value {
                 None => Err(format!(
                     "{name}: {}",
-                    if word.is_empty() { "is not allowed to be unset" } else { &word }
+                    if word.is_empty() {
+                        "is not allowed to be unset"
+                    } else {
+                        &word
+                    }
                 )),
                 Some(v) if null_is_unset && v.is_empty() => Err(format!(
                     "{name}: {}",
-                    if word.is_empty() { "is not allowed to be empty" } else { &word }
+                    if word.is_empty() {
+                        "is not allowed to be empty"
+                    } else {
+                        &word
+                    }
                 )),
                 Some(v) => Ok(v),
             },
@@ -478,7 +495,12 @@ impl ShellWord<'_> {
         if all {
             Ok(re.replace_all(&value, replacement.as_str()).into_owned())
         } else if let Some(m) = re.find(&value) {
-            Ok(format!("{}{}{}", &value[..m.start()], replacement, &value[m.end()..]))
+            Ok(format!(
+                "{}{}{}",
+                &value[..m.start()],
+                replacement,
+                &value[m.end()..]
+            ))
         } else {
             Ok(value)
         }
@@ -513,7 +535,11 @@ fn is_digit(c: char) -> bool {
 }
 
 /// Converts a shell glob (`*`, `?`, `\` escapes; no bracket expressions) into a regex.
-fn shell_pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, String> {
+fn shell_pattern_regex(
+    pattern: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<regex::Regex, String> {
     let mut out = String::with_capacity(pattern.len() + 4);
     if anchored {
         out.push('^');
@@ -586,7 +612,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -598,7 +627,9 @@ mod tests {
     #[test]
     fn modifiers_inside_a_word_keep_the_prefix_when_splitting() {
         let e = env(&[("x", "a b")]);
-        let words = Lexer::default().process_words("pre${x:-z}post", &e).unwrap();
+        let words = Lexer::default()
+            .process_words("pre${x:-z}post", &e)
+            .unwrap();
         assert_eq!(words, vec!["prea", "bpost"]);
     }
 

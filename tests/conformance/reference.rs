@@ -12,14 +12,20 @@ fn unescape(s: &str) -> String {
 
 #[test]
 fn reference_cases() {
-    let Some(dir) = conformance_dir("reference") else { return };
+    let Some(dir) = conformance_dir("reference") else {
+        return;
+    };
     let mut t = Tally::new("reference/cases");
     let text = fs::read_to_string(dir.join("cases.tsv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
-        let col = |name: &str| f.get(header.iter().position(|h| *h == name).unwrap()).copied().unwrap_or("");
+        let col = |name: &str| {
+            f.get(header.iter().position(|h| *h == name).unwrap())
+                .copied()
+                .unwrap_or("")
+        };
         let input = unescape(col("input"));
         // strict parse
         let strict = parse_strict(&input);
@@ -49,8 +55,12 @@ fn reference_cases() {
             _ => false,
         };
         t.check(ok, || format!("normalize {input:?}: {norm:?} vs {line}"));
-        let docker = Reference::parse_docker(&input).map(|r| r.to_string()).unwrap_or_else(|e| format!("error: {e}"));
-        t.check(docker == col("docker_ref"), || format!("docker ref {input:?}: {docker} vs {}", col("docker_ref")));
+        let docker = Reference::parse_docker(&input)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|e| format!("error: {e}"));
+        t.check(docker == col("docker_ref"), || {
+            format!("docker ref {input:?}: {docker} vs {}", col("docker_ref"))
+        });
     }
     t.finish();
 }

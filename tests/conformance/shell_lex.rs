@@ -10,7 +10,11 @@ use crate::support::{conformance_dir, Tally};
 fn env_of(v: &Value) -> Vec<(String, String)> {
     let mut e: Vec<(String, String)> = v
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     e.sort();
     e
@@ -18,12 +22,19 @@ fn env_of(v: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn env_var_test() {
-    let Some(dir) = conformance_dir("shell-lex") else { return };
+    let Some(dir) = conformance_dir("shell-lex") else {
+        return;
+    };
     let mut t = Tally::new("shell-lex/envVarTest");
-    let env: Vec<(String, String)> = [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: Vec<(String, String)> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let text = fs::read_to_string(dir.join("envVarTest")).unwrap();
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
@@ -40,14 +51,18 @@ fn env_var_test() {
             (Ok(g), want) => g == want,
             _ => false,
         };
-        t.check(ok, || format!("{:?}: expected {:?}, got {got:?}", f[1], f[2]));
+        t.check(ok, || {
+            format!("{:?}: expected {:?}, got {got:?}", f[1], f[2])
+        });
     }
     t.finish();
 }
 
 #[test]
 fn words_test() {
-    let Some(dir) = conformance_dir("shell-lex") else { return };
+    let Some(dir) = conformance_dir("shell-lex") else {
+        return;
+    };
     let mut t = Tally::new("shell-lex/wordsTest");
     let mut env: Vec<(String, String)> = Vec::new();
     let text = fs::read_to_string(dir.join("wordsTest")).unwrap();
@@ -67,15 +82,21 @@ fn words_test() {
         }
         let input = f[0].trim();
         let want: Vec<&str> = f[1].trim_start().split(',').collect();
-        let got = Lexer::new('\\').process_words(input, &env).unwrap_or_else(|_| vec!["error".into()]);
-        t.check(got == want, || format!("{input:?}: expected {want:?}, got {got:?}"));
+        let got = Lexer::new('\\')
+            .process_words(input, &env)
+            .unwrap_or_else(|_| vec!["error".into()]);
+        t.check(got == want, || {
+            format!("{input:?}: expected {want:?}, got {got:?}")
+        });
     }
     t.finish();
 }
 
 #[test]
 fn process_with_matches() {
-    let Some(dir) = conformance_dir("shell-lex") else { return };
+    let Some(dir) = conformance_dir("shell-lex") else {
+        return;
+    };
     let mut t = Tally::new("shell-lex/processWithMatches+extra");
     for file in ["processWithMatches.jsonl", "processWord-extra.jsonl"] {
         let text = fs::read_to_string(dir.join(file)).unwrap();
@@ -86,7 +107,10 @@ fn process_with_matches() {
             let got = Lexer::new('\\').process(input, &env);
             let ok = if c["error"].as_bool().unwrap() {
                 match &got {
-                    Err(e) => c.get("error_contains").and_then(|v| v.as_str()).is_none_or(|s| e.to_string().contains(s)),
+                    Err(e) => c
+                        .get("error_contains")
+                        .and_then(|v| v.as_str())
+                        .is_none_or(|s| e.to_string().contains(s)),
                     Ok(_) => false,
                 }
             } else {
@@ -94,14 +118,22 @@ fn process_with_matches() {
                     Ok(p) => {
                         let names = |k: &str| -> Option<Vec<String>> {
                             c.get(k).map(|v| {
-                                let mut n: Vec<String> = v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+                                let mut n: Vec<String> = v
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|x| x.as_str().unwrap().to_string())
+                                    .collect();
                                 n.sort();
                                 n
                             })
                         };
                         p.result == c["expected"].as_str().unwrap()
-                            && names("matches").is_none_or(|m| m == p.matched.iter().cloned().collect::<Vec<_>>())
-                            && names("unmatched").is_none_or(|m| m == p.unmatched.iter().cloned().collect::<Vec<_>>())
+                            && names("matches")
+                                .is_none_or(|m| m == p.matched.iter().cloned().collect::<Vec<_>>())
+                            && names("unmatched").is_none_or(|m| {
+                                m == p.unmatched.iter().cloned().collect::<Vec<_>>()
+                            })
                     }
                     Err(_) => false,
                 }

@@ -18,7 +18,10 @@ pub fn conformance_dir(sub: &str) -> Option<PathBuf> {
             dir.display()
         );
     }
-    eprintln!("SKIPPED: conformance corpus {} not found (set RBUILD_CONFORMANCE_DIR)", dir.display());
+    eprintln!(
+        "SKIPPED: conformance corpus {} not found (set RBUILD_CONFORMANCE_DIR)",
+        dir.display()
+    );
     None
 }
 
@@ -51,7 +54,10 @@ impl Tally {
     /// Prints the count and panics when anything failed (or nothing ran).
     pub fn finish(self) {
         let total = self.passed + self.failures.len();
-        println!("conformance {}: {}/{} passed", self.name, self.passed, total);
+        println!(
+            "conformance {}: {}/{} passed",
+            self.name, self.passed, total
+        );
         assert!(total > 0, "{}: no cases found", self.name);
         if !self.failures.is_empty() {
             let shown: Vec<_> = self.failures.iter().take(25).cloned().collect();

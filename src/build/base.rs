@@ -1,0 +1,203 @@
+//! Base images: `oci-layout://PATH[:tag|@digest]` directories on disk (the air-gapped way in).
+//! Blobs are verified and imported into the store; platform indexes are resolved.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::content::{Descriptor, Store, StoreError};
+use crate::image::{ImageConfig, Manifest};
+use crate::reference::Digest;
+
+/// Base image failures.
+#[derive(Debug, Error)]
+pub enum BaseError {
+    /// A registry image was asked for.
+    #[error("base image {0:?} comes from a registry, which this rbuild cannot pull yet")]
+    Unsupported(String),
+    /// The layout is unreadable or malformed.
+    #[error("OCI layout {path}: {message}")]
+    Layout {
+        /// The layout directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl BaseError {
+    /// What to do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BaseError::Unsupported(_) => Some("use a local base: `FROM oci-layout:///path/to/layout[:tag]`, or `--build-context NAME=oci-layout://...`".into()),
+            BaseError::Layout { .. } => Some("check the path and tag; `skopeo inspect oci:PATH:TAG` shows what the layout holds".into()),
+            _ => None,
+        }
+    }
+}
+
+/// A loaded base image.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    /// Its config.
+    pub config: ImageConfig,
+    /// Its layers (in the store now).
+    pub layers: Vec<Descriptor>,
+    /// Manifest digest.
+    pub manifest_digest: String,
+}
+
+/// Loads `spec` (an `oci-layout://` reference) into the store.
+pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseImage, BaseError> {
+    let Some(rest) = spec.strip_prefix("oci-layout://") else {
+        return Err(BaseError::Unsupported(spec.to_string()));
+    };
+    let (path, selector) = split_layout_ref(rest);
+    let dir = PathBuf::from(path);
+    let err = |m: String| BaseError::Layout {
+        path: dir.clone(),
+        message: m,
+    };
+    let index: serde_json::Value = read_json(&dir.join("index.json")).map_err(err)?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let chosen = match &selector {
+        Selector::Digest(d) => manifests
+            .iter()
+            .find(|m| m["digest"] == d.as_str())
+            .cloned()
+            .or_else(|| Some(serde_json::json!({"digest": d}))),
+        Selector::Tag(t) => manifests
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == t.as_str())
+            .cloned(),
+        Selector::None => {
+            if manifests.len() == 1 {
+                manifests.first().cloned()
+            } else {
+                manifests
+                    .iter()
+                    .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest")
+                    .cloned()
+            }
+        }
+    };
+    let Some(mut desc) = chosen else {
+        let tags: Vec<String> = manifests
+            .iter()
+            .filter_map(|m| {
+                m["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .map(String::from)
+            })
+            .collect();
+        return Err(err(format!(
+            "no image {} (tags here: {})",
+            selector.describe(),
+            if tags.is_empty() {
+                "none".into()
+            } else {
+                tags.join(", ")
+            }
+        )));
+    };
+    // Resolve nested indexes by platform.
+    for _ in 0..4 {
+        let digest = desc["digest"].as_str().unwrap_or("").to_string();
+        let bytes = import_blob(&dir, &digest, store).map_err(|m| err(m))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| err(format!("manifest {digest}: {e}")))?;
+        if v["manifests"].is_array() {
+            let want = platform
+                .map(String::from)
+                .unwrap_or_else(crate::frontend::expand::host_platform);
+            let found = v["manifests"].as_array().unwrap().iter().find(|m| {
+                let p = &m["platform"];
+                let s = format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap_or(""),
+                    p["architecture"].as_str().unwrap_or("")
+                );
+                want.starts_with(&s)
+            });
+            desc = found
+                .cloned()
+                .ok_or_else(|| err(format!("no manifest for platform {want} in index {digest}")))?;
+            continue;
+        }
+        let manifest: Manifest =
+            serde_json::from_value(v).map_err(|e| err(format!("manifest {digest}: {e}")))?;
+        let cfg_bytes = import_blob(&dir, &manifest.config.digest, store).map_err(|m| err(m))?;
+        let config: ImageConfig = serde_json::from_slice(&cfg_bytes)
+            .map_err(|e| err(format!("config {}: {e}", manifest.config.digest)))?;
+        if let Some(p) = platform {
+            let have = format!("{}/{}", config.os, config.architecture);
+            if !p.starts_with(&have) {
+                return Err(err(format!("image is {have}, but --platform asks for {p}")));
+            }
+        }
+        for l in &manifest.layers {
+            import_blob(&dir, &l.digest, store).map_err(|m| err(m))?;
+        }
+        return Ok(BaseImage {
+            config,
+            layers: manifest.layers,
+            manifest_digest: digest,
+        });
+    }
+    Err(err("index nesting too deep".into()))
+}
+
+enum Selector {
+    None,
+    Tag(String),
+    Digest(String),
+}
+
+impl Selector {
+    fn describe(&self) -> String {
+        match self {
+            Selector::None => "(no tag given and the layout holds several)".into(),
+            Selector::Tag(t) => format!("tagged {t:?}"),
+            Selector::Digest(d) => format!("with digest {d}"),
+        }
+    }
+}
+
+fn split_layout_ref(rest: &str) -> (&str, Selector) {
+    if let Some((p, d)) = rest.split_once('@') {
+        return (p, Selector::Digest(d.to_string()));
+    }
+    match rest.rfind(':') {
+        Some(i) if !rest[i + 1..].contains('/') => {
+            (&rest[..i], Selector::Tag(rest[i + 1..].to_string()))
+        }
+        _ => (rest, Selector::None),
+    }
+}
+
+fn read_json(p: &Path) -> Result<serde_json::Value, String> {
+    let b = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Copies a blob from a layout into the store, verifying its digest; returns its bytes when
+/// small (manifests and configs).
+fn import_blob(dir: &Path, digest: &str, store: &Store) -> Result<Vec<u8>, String> {
+    let d = Digest::parse(digest).map_err(|e| format!("bad digest {digest:?}: {e}"))?;
+    if !store.has(&d) {
+        let src = dir.join("blobs/sha256").join(d.hex());
+        let mut f = std::fs::File::open(&src).map_err(|e| format!("blob {digest}: {e}"))?;
+        let mut w = store.ingest().map_err(|e| e.to_string())?;
+        std::io::copy(&mut f, &mut w).map_err(|e| format!("blob {digest}: {e}"))?;
+        w.commit(Some(&d))
+            .map_err(|e| format!("blob {digest}: {e}"))?;
+    }
+    let meta = std::fs::metadata(store.blob_path(&d)).map_err(|e| e.to_string())?;
+    if meta.len() > 4 << 20 {
+        return Ok(Vec::new());
+    }
+    store.read(&d).map_err(|e| e.to_string())
+}

@@ -1,0 +1,781 @@
+//! Building images from a typed Dockerfile: resolves each stage's base, walks its steps with
+//! the scope rules of [`crate::frontend::expand`], writes COPY/ADD/WORKDIR layers straight
+//! from the context into the store (tar → gzip → store in one pass), applies metadata
+//! instructions to the image config, and commits config and manifest.
+//!
+//! RUN is not handled here yet: a Dockerfile with RUN gets a clear error.
+
+pub mod base;
+pub mod context;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::content::{Descriptor, Store, StoreError};
+use crate::frontend::expand::{GlobalScope, Platforms, ScopeError, StageScope};
+use crate::frontend::instructions::{Command, CopyCmd, Dockerfile, Instruction, Stage};
+use crate::image::{self, Empty, HealthConfig, History, ImageConfig, Manifest, RunConfig};
+use crate::layer::compress::{Compression, LayerWriter};
+use crate::layer::tar::{write_tar, Entry, Kind};
+
+use context::{join_dest, Context, ContextError};
+
+/// Build failures; each names the Dockerfile line when there is one.
+#[derive(Debug, Error)]
+pub enum BuildError {
+    /// Variable expansion failed.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// An instruction cannot be carried out.
+    #[error("line {line}: {message}")]
+    Step {
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        hint: Option<String>,
+    },
+    /// The context could not be read.
+    #[error("line {line}: {source}")]
+    Context {
+        /// 1-based line.
+        line: usize,
+        /// The cause.
+        #[source]
+        source: ContextError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The base image could not be loaded.
+    #[error(transparent)]
+    Base(#[from] base::BaseError),
+    /// `--target` names no stage.
+    #[error("target stage {0:?} not found")]
+    UnknownTarget(String),
+}
+
+impl BuildError {
+    fn step(line: usize, message: impl Into<String>, hint: Option<&str>) -> Self {
+        BuildError::Step {
+            line,
+            message: message.into(),
+            hint: hint.map(String::from),
+        }
+    }
+
+    /// The Dockerfile line of the problem, if any.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            BuildError::Scope(e) => Some(e.line),
+            BuildError::Step { line, .. } | BuildError::Context { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+
+    /// A fix, when one is known.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Step { hint, .. } => hint.clone(),
+            BuildError::Context { source: ContextError::NotFound { ignored: true, .. }, .. } => {
+                Some("remove the matching pattern from .dockerignore, or add a `!path` exception".into())
+            }
+            BuildError::Context { source: ContextError::NotFound { .. }, .. } => {
+                Some("paths are relative to the build context (the directory given to rbuild)".into())
+            }
+            BuildError::Context { source: ContextError::Outside { .. }, .. } => {
+                Some("COPY can only read inside the context; move the file into it or use a larger context".into())
+            }
+            BuildError::UnknownTarget(_) => Some("use a stage name from an `AS name` or a stage index".into()),
+            BuildError::Base(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The context directory.
+    pub context: PathBuf,
+    /// `.dockerignore` content.
+    pub ignore: Option<String>,
+    /// `--build-arg` values.
+    pub build_args: Vec<(String, String)>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// Platforms.
+    pub platforms: Platforms,
+    /// `--label` values.
+    pub labels: Vec<(String, String)>,
+    /// `SOURCE_DATE_EPOCH`: clamps file mtimes and sets `created`.
+    pub epoch: Option<u64>,
+    /// Layer compression.
+    pub compression: Compression,
+    /// `--build-context NAME=oci-layout://...` entries.
+    pub named_contexts: BTreeMap<String, String>,
+}
+
+/// A built image: its manifest descriptor plus what produced it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The manifest.
+    pub manifest: Descriptor,
+    /// The config.
+    pub config: ImageConfig,
+    /// Config descriptor.
+    pub config_desc: Descriptor,
+    /// Layer descriptors.
+    pub layers: Vec<Descriptor>,
+    /// Warnings for the user (unused build args, ...).
+    pub warnings: Vec<String>,
+}
+
+/// The state of a stage while it is built.
+#[derive(Debug, Clone)]
+struct StageState {
+    config: ImageConfig,
+    layers: Vec<Descriptor>,
+    /// Files this build added (for `COPY --from`), path → entry.
+    files: BTreeMap<String, Entry>,
+    /// True when the stage's filesystem includes base layers rbuild has not unpacked.
+    opaque_base: bool,
+}
+
+/// Builds the target stage of `df` into `store`.
+pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Built, BuildError> {
+    let global = GlobalScope::new(df, &opts.build_args, &opts.platforms)?;
+    let target = match &opts.target {
+        Some(t) => {
+            df.stage(t)
+                .ok_or_else(|| BuildError::UnknownTarget(t.clone()))?
+                .index
+        }
+        None => df.stages.len() - 1,
+    };
+    let needed = needed_stages(df, target);
+    let ctx = Context::new(opts.context.clone(), opts.ignore.as_deref())
+        .map_err(|source| BuildError::Context { line: 1, source })?;
+    let created = opts.epoch.unwrap_or_else(now_secs);
+    let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
+    let mut warnings: Vec<String> = global
+        .unused_build_args(df)
+        .into_iter()
+        .map(|a| format!("build argument {a:?} is not declared by any ARG in the Dockerfile"))
+        .collect();
+    for &i in &needed {
+        let stage = &df.stages[i];
+        let state = build_stage(
+            df,
+            stage,
+            &global,
+            &ctx,
+            store,
+            opts,
+            &done,
+            created,
+            &mut warnings,
+        )?;
+        done.insert(i, state);
+    }
+    let mut state = done.remove(&target).expect("target built");
+    for (k, v) in &opts.labels {
+        state.config.config.labels.insert(k.clone(), v.clone());
+    }
+    state.config.created = Some(image::rfc3339(created));
+    let config_bytes = image::to_json(&state.config);
+    let config_desc = store.put(image::CONFIG_V1, &config_bytes)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(image::MANIFEST_V1.into()),
+        config: config_desc.clone(),
+        layers: state.layers.clone(),
+        annotations: BTreeMap::new(),
+    };
+    let manifest_desc = store.put(image::MANIFEST_V1, &image::to_json(&manifest))?;
+    Ok(Built {
+        manifest: manifest_desc,
+        config: state.config,
+        config_desc,
+        layers: state.layers,
+        warnings,
+    })
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Stages the target depends on (through FROM and COPY --from), in build order.
+fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
+    let mut need = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if !need.insert(i) {
+            continue;
+        }
+        let s = &df.stages[i];
+        let mut refs = vec![s.base.clone()];
+        for st in &s.steps {
+            if let Instruction::Copy(c) = &st.instruction {
+                refs.extend(c.from.clone());
+            }
+        }
+        for r in refs {
+            if let Some(dep) = df.stage(&r) {
+                if dep.index < i {
+                    todo.push(dep.index);
+                }
+            }
+        }
+    }
+    need.into_iter().collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_stage(
+    df: &Dockerfile,
+    stage: &Stage,
+    global: &GlobalScope,
+    ctx: &Context,
+    store: &Store,
+    opts: &BuildOptions,
+    done: &BTreeMap<usize, StageState>,
+    created: u64,
+    warnings: &mut Vec<String>,
+) -> Result<StageState, BuildError> {
+    let (base, platform) = global.from_line(df, stage)?;
+    let line = stage.span.start;
+    let mut state = if let Some(dep) = df.stage(&base).filter(|d| d.index < stage.index) {
+        let mut s = done
+            .get(&dep.index)
+            .cloned()
+            .expect("dependencies build first");
+        s.config.history = s.config.history.clone();
+        s
+    } else if base == "scratch" {
+        let (os, arch, variant) =
+            split_platform(platform.as_deref().unwrap_or(&opts.platforms.target));
+        StageState {
+            config: ImageConfig {
+                architecture: arch,
+                os,
+                variant,
+                ..ImageConfig::default()
+            },
+            layers: vec![],
+            files: BTreeMap::new(),
+            opaque_base: false,
+        }
+    } else {
+        let spec = opts
+            .named_contexts
+            .get(&base)
+            .cloned()
+            .unwrap_or(base.clone());
+        let img = base::load(&spec, store, platform.as_deref()).map_err(|e| match e {
+            base::BaseError::Unsupported(_) => {
+                BuildError::step(line, e.to_string(), e.hint().as_deref())
+            }
+            other => BuildError::Base(other),
+        })?;
+        let mut config = img.config;
+        // ONBUILD triggers of the base run in this build and are not inherited.
+        let triggers = std::mem::take(&mut config.config.on_build);
+        if !triggers.is_empty() {
+            return Err(BuildError::step(
+                line,
+                format!(
+                    "base image {base} has ONBUILD triggers ({}); running them needs RUN support",
+                    triggers.join("; ")
+                ),
+                None,
+            ));
+        }
+        StageState {
+            config,
+            layers: img.layers,
+            files: BTreeMap::new(),
+            opaque_base: true,
+        }
+    };
+    if state.config.config.env.is_empty() && state.layers.is_empty() && base != "scratch" {
+        state.config.config.set_env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
+    let mut scope = StageScope::new(global, df.parsed.escape, state.config.config.env_pairs());
+    let inherited_cmd = state.config.config.cmd.is_some();
+    let mut cmd_set_here = false;
+    for step in &stage.steps {
+        let line = step.span.start;
+        let ins = scope.step(step)?;
+        let created_at = Some(image::rfc3339(created));
+        let cfg = &mut state.config.config;
+        let mut layer_entries: Option<Vec<Entry>> = None;
+        match &ins {
+            Instruction::Arg(_) => {}
+            Instruction::Env(pairs) => {
+                for (k, v) in pairs {
+                    cfg.set_env(k, v);
+                }
+            }
+            Instruction::Label(pairs) => {
+                for (k, v) in pairs {
+                    cfg.labels.insert(k.clone(), v.clone());
+                }
+            }
+            Instruction::Run(_) => {
+                return Err(BuildError::step(line, "RUN is not supported yet: this rbuild builds Dockerfiles made of COPY, ADD and metadata instructions", Some("remove the RUN step or build with a release that has RUN support")));
+            }
+            Instruction::Cmd(c) => {
+                cfg.cmd = Some(command_argv(c, &cfg.shell));
+                cmd_set_here = true;
+            }
+            Instruction::Entrypoint(c) => {
+                cfg.entrypoint = Some(command_argv(c, &cfg.shell));
+                if inherited_cmd && !cmd_set_here {
+                    cfg.cmd = None;
+                }
+            }
+            Instruction::Shell(s) => cfg.shell = s.clone(),
+            Instruction::Workdir(w) => {
+                let dir = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    format!("{}/{}", cfg.working_dir.trim_end_matches('/'), w)
+                };
+                let dir = crate::frontend::dockerignore::clean_path(&dir);
+                cfg.working_dir = dir.clone();
+                let owner = resolve_owner(&cfg.user, &state.files, line)?;
+                layer_entries = Some(parent_dirs(dir.trim_start_matches('/'), true, owner));
+            }
+            Instruction::User(u) => cfg.user = u.clone(),
+            Instruction::Expose(ports) => {
+                for p in ports {
+                    let port = normalize_port(p).ok_or_else(|| {
+                        BuildError::step(
+                            line,
+                            format!("invalid port {p:?} in EXPOSE"),
+                            Some("use PORT, PORT/tcp or PORT/udp with 1 ≤ PORT ≤ 65535"),
+                        )
+                    })?;
+                    cfg.exposed_ports.insert(port, Empty {});
+                }
+            }
+            Instruction::Volume(v) => {
+                for p in v {
+                    cfg.volumes.insert(p.clone(), Empty {});
+                }
+            }
+            Instruction::StopSignal(s) => cfg.stop_signal = s.clone(),
+            Instruction::Healthcheck(h) => {
+                cfg.healthcheck = Some(HealthConfig {
+                    test: h.test.clone(),
+                    interval: h.interval.as_nanos() as u64,
+                    timeout: h.timeout.as_nanos() as u64,
+                    start_period: h.start_period.as_nanos() as u64,
+                    start_interval: h.start_interval.as_nanos() as u64,
+                    retries: h.retries as u64,
+                })
+            }
+            Instruction::Onbuild(t) => cfg.on_build.push(t.clone()),
+            Instruction::Maintainer(m) => state.config.author = m.clone(),
+            Instruction::Copy(c) | Instruction::Add(c) => {
+                let is_add = matches!(ins, Instruction::Add(_));
+                layer_entries = Some(copy_entries(
+                    c, is_add, &state, done, df, ctx, line, warnings,
+                )?);
+            }
+        }
+        let created_by = history_text(step.original.as_str(), &ins);
+        match layer_entries {
+            Some(entries) => {
+                for e in &entries {
+                    state.files.insert(e.path.clone(), e.clone());
+                }
+                let desc = write_layer(store, entries, opts)?;
+                state.config.rootfs.diff_ids.push(desc.1);
+                state.layers.push(desc.0);
+                state.config.history.push(History {
+                    created: created_at,
+                    created_by,
+                    comment: "buildkit.dockerfile.v0".into(),
+                    empty_layer: false,
+                });
+            }
+            None => state.config.history.push(History {
+                created: created_at,
+                created_by,
+                comment: "buildkit.dockerfile.v0".into(),
+                empty_layer: true,
+            }),
+        }
+    }
+    Ok(state)
+}
+
+fn history_text(original: &str, ins: &Instruction) -> String {
+    let first = original.trim();
+    match ins {
+        Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_) => {
+            format!("{first} # buildkit")
+        }
+        _ => first.to_string(),
+    }
+}
+
+fn split_platform(p: &str) -> (String, String, String) {
+    let mut it = p.split('/');
+    (
+        it.next().unwrap_or("linux").to_string(),
+        it.next().unwrap_or("amd64").to_string(),
+        it.next().unwrap_or("").to_string(),
+    )
+}
+
+fn command_argv(c: &Command, shell: &[String]) -> Vec<String> {
+    if !c.shell_form {
+        return c.args.clone();
+    }
+    let mut argv = if shell.is_empty() {
+        vec!["/bin/sh".to_string(), "-c".to_string()]
+    } else {
+        shell.to_vec()
+    };
+    argv.push(c.args.join(" "));
+    argv
+}
+
+fn normalize_port(p: &str) -> Option<String> {
+    let (num, proto) = match p.split_once('/') {
+        Some((n, pr)) => (n, pr.to_lowercase()),
+        None => (p, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return None;
+    }
+    let (lo, hi) = match num.split_once('-') {
+        Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+        None => {
+            let n = num.parse::<u32>().ok()?;
+            (n, n)
+        }
+    };
+    if lo == 0 || hi > 65535 || lo > hi {
+        return None;
+    }
+    Some(if lo == hi {
+        format!("{lo}/{proto}")
+    } else {
+        format!("{lo}-{hi}/{proto}")
+    })
+}
+
+/// Directory entries for `path` and its parents (`include_self` for the last one).
+fn parent_dirs(path: &str, include_self: bool, owner: (u64, u64)) -> Vec<Entry> {
+    let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    let n = if include_self {
+        comps.len()
+    } else {
+        comps.len().saturating_sub(1)
+    };
+    (1..=n)
+        .map(|i| Entry {
+            path: comps[..i].join("/"),
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: if i == n { owner.0 } else { 0 },
+            gid: if i == n { owner.1 } else { 0 },
+            mtime: 0,
+            size: 0,
+            xattrs: vec![],
+        })
+        .collect()
+}
+
+/// `--chown`/`USER` values: numeric ids, `root`, or names from an `/etc/passwd` this build
+/// wrote.
+fn resolve_owner(
+    spec: &str,
+    files: &BTreeMap<String, Entry>,
+    line: usize,
+) -> Result<(u64, u64), BuildError> {
+    if spec.is_empty() {
+        return Ok((0, 0));
+    }
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |file: &str, name: &str| -> Option<(u64, u64)> {
+        if name == "root" {
+            return Some((0, 0));
+        }
+        let e = files.get(file)?;
+        let text = match &e.kind {
+            Kind::File(p) => std::fs::read_to_string(p).ok()?,
+            Kind::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => return None,
+        };
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name) && f.len() > 3)
+                .then(|| (f[2].parse().ok(), f[3].parse().ok()))
+                .and_then(|(a, b)| Some((a?, b?)))
+        })
+    };
+    let (uid, primary) = match user.parse::<u64>() {
+        Ok(n) => (n, n),
+        Err(_) => lookup("etc/passwd", user).ok_or_else(|| {
+            BuildError::step(line, format!("unable to find user {user:?}"), Some("use a numeric id (`--chown=1000:1000`) or add the user to /etc/passwd in an earlier step"))
+        })?,
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => lookup("etc/group", g).map(|(gid, _)| gid).ok_or_else(|| {
+                BuildError::step(
+                    line,
+                    format!("unable to find group {g:?}"),
+                    Some("use a numeric group id or add the group to /etc/group"),
+                )
+            })?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn parse_chmod(s: &str, line: usize) -> Result<u32, BuildError> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            BuildError::step(
+                line,
+                format!("invalid chmod parameter {s:?}"),
+                Some("give an octal mode such as `0644` or `755`"),
+            )
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_entries(
+    c: &CopyCmd,
+    is_add: bool,
+    state: &StageState,
+    done: &BTreeMap<usize, StageState>,
+    df: &Dockerfile,
+    ctx: &Context,
+    line: usize,
+    _warnings: &mut [String],
+) -> Result<Vec<Entry>, BuildError> {
+    let cfg = &state.config.config;
+    let owner = match &c.chown {
+        Some(s) => resolve_owner(s, &state.files, line)?,
+        None => (0, 0),
+    };
+    let chmod = c
+        .chmod
+        .as_deref()
+        .map(|m| parse_chmod(m, line))
+        .transpose()?;
+    if !c.excludes.is_empty() || c.parents {
+        return Err(BuildError::step(
+            line,
+            "COPY --exclude and --parents are not supported yet",
+            None,
+        ));
+    }
+    if is_add
+        && c.sources
+            .iter()
+            .any(|s| s.contains("://") || s.starts_with("git@"))
+    {
+        return Err(BuildError::step(
+            line,
+            "ADD from a URL or git repository is not supported yet",
+            Some("download the file into the context and COPY it"),
+        ));
+    }
+    let dest_abs = if c.dest.starts_with('/') {
+        c.dest.clone()
+    } else {
+        format!(
+            "{}/{}",
+            if cfg.working_dir.is_empty() {
+                ""
+            } else {
+                cfg.working_dir.trim_end_matches('/')
+            },
+            c.dest
+        )
+    };
+    let dest_is_dir = c.dest.ends_with('/')
+        || c.sources.len() + c.inline.len() > 1
+        || c.dest == "."
+        || c.dest.ends_with("/.");
+    let dest_clean = crate::frontend::dockerignore::clean_path(&dest_abs);
+    let dest = dest_clean.trim_start_matches('/').to_string();
+    let mut entries = Vec::new();
+    for f in &c.inline {
+        let target = if dest_is_dir || c.dest.ends_with('/') {
+            join_dest(&dest, &f.name)
+        } else {
+            dest.clone()
+        };
+        entries.push(Entry {
+            path: target,
+            kind: Kind::Bytes(f.data.clone().into_bytes()),
+            mode: chmod.unwrap_or(0o644),
+            uid: owner.0,
+            gid: owner.1,
+            mtime: 0,
+            size: f.data.len() as u64,
+            xattrs: vec![],
+        });
+    }
+    if let Some(from) = &c.from {
+        let Some(src_stage) = df.stage(from) else {
+            return Err(BuildError::step(line, format!("COPY --from={from}: no stage named {from:?} (copying from an image needs registry support)"), Some("name a stage defined above with `FROM ... AS name`")));
+        };
+        let st = done.get(&src_stage.index).ok_or_else(|| {
+            BuildError::step(
+                line,
+                format!("COPY --from={from} refers to a stage that is defined later"),
+                None,
+            )
+        })?;
+        for src in &c.sources {
+            let key = crate::frontend::dockerignore::clean_path(&format!("/{src}"))
+                .trim_start_matches('/')
+                .to_string();
+            let matched: Vec<&Entry> = st
+                .files
+                .values()
+                .filter(|e| {
+                    key.is_empty()
+                        || e.path == key
+                        || e.path.starts_with(&format!("{key}/"))
+                        || crate::frontend::dockerignore::glob_match(&key, &e.path).unwrap_or(false)
+                })
+                .collect();
+            if matched.is_empty() {
+                let hint = if st.opaque_base {
+                    Some("copying files of a stage's base image needs layer unpacking, which this rbuild does not do yet")
+                } else {
+                    None
+                };
+                return Err(BuildError::step(
+                    line,
+                    format!("COPY --from={from}: {src:?} not found in that stage"),
+                    hint,
+                ));
+            }
+            let single_file = matched.len() == 1
+                && matched[0].path == key
+                && !matches!(matched[0].kind, Kind::Dir);
+            for e in matched {
+                let rel = if single_file {
+                    if dest_is_dir {
+                        e.path.rsplit('/').next().unwrap_or(&e.path).to_string()
+                    } else {
+                        String::new()
+                    }
+                } else {
+                    e.path
+                        .strip_prefix(&key)
+                        .unwrap_or(&e.path)
+                        .trim_start_matches('/')
+                        .to_string()
+                };
+                let mut n = e.clone();
+                n.path = join_dest(&dest, &rel);
+                if c.chown.is_some() {
+                    n.uid = owner.0;
+                    n.gid = owner.1;
+                }
+                if let (Some(m), false) = (chmod, matches!(n.kind, Kind::Symlink(_))) {
+                    n.mode = m;
+                }
+                if !n.path.is_empty() {
+                    entries.push(n);
+                }
+            }
+        }
+    } else {
+        for src in &c.sources {
+            let (selected, is_dir) = ctx
+                .select(src)
+                .map_err(|source| BuildError::Context { line, source })?;
+            let single_file = !is_dir && selected.len() == 1 && !src.contains(['*', '?', '[']);
+            let selected: Vec<_> = selected
+                .into_iter()
+                .map(|mut s| {
+                    if single_file {
+                        s.dest_rel = if dest_is_dir {
+                            s.rel.rsplit('/').next().unwrap_or(&s.rel).to_string()
+                        } else {
+                            String::new()
+                        };
+                    }
+                    s
+                })
+                .collect();
+            entries.extend(
+                ctx.entries(&selected, &dest, owner, chmod)
+                    .map_err(|source| BuildError::Context { line, source })?,
+            );
+        }
+    }
+    // Missing parents of the destination are created (owned by root, like Docker).
+    let mut dirs = parent_dirs(&dest, dest_is_dir, owner);
+    if !dest_is_dir {
+        dirs = parent_dirs(&dest, false, (0, 0));
+    }
+    let present: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
+    dirs.retain(|d| !present.contains(&d.path));
+    entries.extend(dirs);
+    Ok(entries)
+}
+
+fn write_layer(
+    store: &Store,
+    entries: Vec<Entry>,
+    opts: &BuildOptions,
+) -> Result<(Descriptor, String), BuildError> {
+    let ingest = store.ingest()?;
+    let lw = LayerWriter::new(ingest, opts.compression);
+    let io = |e: std::io::Error| {
+        BuildError::Store(StoreError::Io {
+            op: "write layer",
+            path: store.root().join("ingest"),
+            source: e,
+        })
+    };
+    let lw = write_tar(entries, opts.epoch, lw).map_err(io)?;
+    let (digests, ingest) = lw.finish().map_err(io)?;
+    let (digest, size) = ingest.commit(Some(&digests.digest))?;
+    Ok((
+        Descriptor {
+            media_type: opts.compression.media_type().into(),
+            digest: digest.to_string(),
+            size,
+            annotations: BTreeMap::new(),
+        },
+        digests.diff_id.to_string(),
+    ))
+}
+
+/// The config as `docker inspect` shows it (for tests and `rbuild inspect`).
+pub fn run_config(b: &Built) -> &RunConfig {
+    &b.config.config
+}

@@ -1,0 +1,188 @@
+//! `rbuild build`: flags → build options, run the build, tag, write outputs, print the digest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::build::{self, context::ignore_file, BuildError, BuildOptions};
+use crate::frontend::expand::{host_platform, Platforms};
+use crate::frontend::instructions::Dockerfile;
+use crate::layer::compress::Compression;
+use crate::reference::Reference;
+
+use super::args::BuildArgs;
+use super::error::{CliError, ExitKind};
+use super::parse::{frontend_error, read_dockerfile};
+
+fn usage(msg: impl Into<String>, hint: &str) -> CliError {
+    CliError::new(ExitKind::Usage, msg).hinted(hint)
+}
+
+fn key_values(
+    list: &[String],
+    flag: &str,
+    from_env: bool,
+) -> Result<Vec<(String, String)>, CliError> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None if from_env => Ok((kv.clone(), std::env::var(kv).unwrap_or_default())),
+            None => Err(usage(
+                format!("{flag} {kv:?} has no value"),
+                &format!("write `{flag} KEY=VALUE`"),
+            )),
+        })
+        .collect()
+}
+
+enum Output {
+    OciDir(PathBuf),
+}
+
+fn parse_output(s: &str) -> Result<Output, CliError> {
+    let fields: BTreeMap<&str, &str> = s.split(',').filter_map(|f| f.split_once('=')).collect();
+    match (fields.get("type").copied(), fields.get("dest")) {
+        (Some("oci"), Some(dest)) if !dest.ends_with(".tar") => Ok(Output::OciDir(PathBuf::from(dest))),
+        _ => Err(usage(
+            format!("unsupported output {s:?}"),
+            "this rbuild writes `-o type=oci,dest=DIR` (an OCI layout directory); tar archives come later",
+        )),
+    }
+}
+
+pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
+    let df_path = a
+        .file
+        .clone()
+        .unwrap_or_else(|| a.context.join("Dockerfile"));
+    if !a.context.is_dir() {
+        return Err(usage(
+            format!("build context {} is not a directory", a.context.display()),
+            "pass the directory to build from, e.g. `rbuild -t app:v1 .`",
+        ));
+    }
+    let (df_name, text) = read_dockerfile(&df_path)?;
+    let df = Dockerfile::parse(&text).map_err(|e| frontend_error(&df_name, e))?;
+    let mut tags = Vec::new();
+    for t in &a.tags {
+        let r = Reference::parse_docker(t).map_err(|e| {
+            CliError::new(
+                ExitKind::InvalidReference,
+                format!("invalid tag {t:?}: {e}"),
+            )
+            .hinted(e.hint())
+        })?;
+        if r.digest.is_some() {
+            return Err(usage(
+                format!("tag {t:?} contains a digest"),
+                "a tag names an image to create: `name[:tag]` without `@sha256:...`",
+            ));
+        }
+        tags.push(r);
+    }
+    let outputs = a
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let compression = match a.compression.as_str() {
+        "gzip" => Compression::Gzip,
+        "uncompressed" | "none" => Compression::None,
+        other => {
+            return Err(usage(
+                format!("unknown compression {other:?}"),
+                "use gzip or uncompressed",
+            ))
+        }
+    };
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
+            usage(
+                format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"),
+                "set it to a Unix time, e.g. `$(git log -1 --format=%ct)`",
+            )
+        })?),
+        _ => None,
+    };
+    let target = a.platform.clone().unwrap_or_else(host_platform);
+    let opts = BuildOptions {
+        context: a.context.clone(),
+        ignore: ignore_file(
+            &a.context,
+            a.file.as_deref().filter(|f| f.as_os_str() != "-"),
+        ),
+        build_args: key_values(&a.build_args, "--build-arg", true)?,
+        target: a.target.clone(),
+        platforms: Platforms {
+            target,
+            build: host_platform(),
+        },
+        labels: key_values(&a.labels, "--label", false)?,
+        epoch,
+        compression,
+        named_contexts: key_values(&a.build_contexts, "--build-context", false)?
+            .into_iter()
+            .collect(),
+    };
+    let store = super::store::open(&a.store)?;
+    let built = build::build(&df, &store, &opts).map_err(|e| build_error(&df_name, e))?;
+    for w in &built.warnings {
+        if !a.quiet {
+            eprintln!("warning: {w}");
+        }
+    }
+    let created = built.config.created.clone().unwrap_or_default();
+    for t in &tags {
+        store
+            .set_tag(&t.to_string(), &built.manifest, &created)
+            .map_err(|e| CliError::new(ExitKind::Failure, e.to_string()))?;
+    }
+    for o in &outputs {
+        match o {
+            Output::OciDir(dir) => {
+                let tag = tags.first().and_then(|t| t.tag.clone());
+                crate::export::write_oci_dir(&store, &built, dir, tag.as_deref()).map_err(|e| {
+                    CliError::new(
+                        ExitKind::Failure,
+                        format!("writing OCI layout {}: {e}", dir.display()),
+                    )
+                })?;
+            }
+        }
+    }
+    if let Some(p) = &a.iidfile {
+        std::fs::write(p, &built.manifest.digest).map_err(|e| {
+            CliError::new(ExitKind::Failure, format!("writing {}: {e}", p.display()))
+        })?;
+    }
+    if let Some(p) = &a.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.digest": built.manifest.digest,
+            "containerimage.config.digest": built.config_desc.digest,
+            "image.name": tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+        });
+        std::fs::write(p, serde_json::to_vec_pretty(&meta).expect("json")).map_err(|e| {
+            CliError::new(ExitKind::Failure, format!("writing {}: {e}", p.display()))
+        })?;
+    }
+    if a.quiet {
+        println!("{}", built.manifest.digest);
+    } else {
+        for t in &tags {
+            eprintln!("naming to {t}");
+        }
+        println!("{}", built.manifest.digest);
+    }
+    Ok(())
+}
+
+fn build_error(df_name: &str, e: BuildError) -> CliError {
+    let msg = match e.line() {
+        Some(_) => format!("{df_name}:{e}").replacen(":line ", ":", 1),
+        None => e.to_string(),
+    };
+    let mut err = CliError::new(ExitKind::Failure, msg);
+    if let Some(h) = e.hint() {
+        err = err.hinted(h);
+    }
+    err
+}

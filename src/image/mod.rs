@@ -1,0 +1,228 @@
+//! OCI image config, manifest and index, as rbuild's own types: Docker's config fields that
+//! `oci-spec` lacks (Healthcheck, OnBuild, Shell) are kept, and every map is ordered so the
+//! JSON (and so the digest) is the same for the same image, byte for byte.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::Descriptor;
+
+/// Media type of an OCI manifest.
+pub const MANIFEST_V1: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI index.
+pub const INDEX_V1: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of an OCI image config.
+pub const CONFIG_V1: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker schema2 manifest (accepted when reading).
+pub const DOCKER_MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker schema2 config (accepted when reading).
+pub const DOCKER_CONFIG_V1: &str = "application/vnd.docker.container.image.v1+json";
+
+/// An empty JSON object that serialises as `{}` (ExposedPorts, Volumes values).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// Docker's health check config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", ...]`, `["CMD-SHELL", "..."]`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub test: Vec<String>,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub interval: u64,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub timeout: u64,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub start_period: u64,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub start_interval: u64,
+    /// Failures before unhealthy.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub retries: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The runtime part of an image config (`docker inspect`'s `Config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunConfig {
+    /// `USER`.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub user: String,
+    /// `EXPOSE`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub exposed_ports: BTreeMap<String, Empty>,
+    /// `ENV`, as `K=V`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub env: Vec<String>,
+    /// `ENTRYPOINT`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `CMD`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cmd: Option<Vec<String>>,
+    /// `VOLUME`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub volumes: BTreeMap<String, Empty>,
+    /// `WORKDIR`.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub working_dir: String,
+    /// `LABEL`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub labels: BTreeMap<String, String>,
+    /// `STOPSIGNAL`.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub stop_signal: String,
+    /// `HEALTHCHECK`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub healthcheck: Option<HealthConfig>,
+    /// `ONBUILD` triggers.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub on_build: Vec<String>,
+    /// `SHELL`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub shell: Vec<String>,
+    /// Docker sets this for shell-form CMD/ENTRYPOINT on Windows; kept for round trips.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub args_escaped: bool,
+}
+
+impl RunConfig {
+    /// The ENV list as pairs.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), String::new()),
+            })
+            .collect()
+    }
+
+    /// Sets one variable, keeping the order of first definition.
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        let entry = format!("{k}={v}");
+        match self
+            .env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
+        {
+            Some(e) => *e = entry,
+            None => self.env.push(entry),
+        }
+    }
+}
+
+/// One `history` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// RFC 3339 time.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created: Option<String>,
+    /// The instruction, as Docker writes it.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub created_by: String,
+    /// Free text.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub comment: String,
+    /// True for metadata-only steps.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub empty_layer: bool,
+}
+
+/// `rootfs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootFs {
+    /// Always `layers`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Uncompressed layer digests, bottom first.
+    pub diff_ids: Vec<String>,
+}
+
+impl Default for RootFs {
+    fn default() -> Self {
+        RootFs {
+            kind: "layers".into(),
+            diff_ids: Vec::new(),
+        }
+    }
+}
+
+/// The image config blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    /// RFC 3339 creation time.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created: Option<String>,
+    /// `MAINTAINER`.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub author: String,
+    /// CPU architecture (`amd64`).
+    pub architecture: String,
+    /// OS (`linux`).
+    pub os: String,
+    /// Architecture variant (`v7`).
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub variant: String,
+    /// Runtime config.
+    #[serde(default)]
+    pub config: RunConfig,
+    /// Layers.
+    #[serde(default)]
+    pub rootfs: RootFs,
+    /// One entry per instruction.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub history: Vec<History>,
+}
+
+/// An image manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always 2.
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    /// The manifest's own media type.
+    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
+    pub media_type: Option<String>,
+    /// The config blob.
+    pub config: Descriptor,
+    /// Layer blobs, bottom first.
+    pub layers: Vec<Descriptor>,
+    /// Annotations.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An image index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    /// Always 2.
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    /// Media type.
+    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
+    pub media_type: Option<String>,
+    /// Manifests, with `platform` and annotations kept as raw JSON.
+    pub manifests: Vec<serde_json::Value>,
+}
+
+/// Canonical JSON of a value: serde_json with rbuild's ordered types is byte-stable.
+pub fn to_json(v: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(v).expect("image types serialise")
+}
+
+/// Formats seconds since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}

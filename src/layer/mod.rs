@@ -1,0 +1,4 @@
+//! Layers: deterministic tar ([`tar`]) compressed and digested in one pass ([`compress`]).
+
+pub mod compress;
+pub mod tar;

@@ -1,0 +1,326 @@
+//! `rbuild -t app:v1 .` for Dockerfiles without RUN: images checked by skopeo and umoci.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn rbuild(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+    c.args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("rbuild runs")
+}
+
+fn tool(name: &str, args: &[&str]) -> Output {
+    let out = Command::new(name).args(args).output().unwrap_or_else(|e| {
+        panic!("{name} is required for this test ({e}); install it with `apt-get install {name}` (scripts/test.sh does)")
+    });
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn write(dir: &Path, rel: &str, data: &str) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+/// A context with sources, a symlink, an ignored directory and a Dockerfile.
+fn app_context(dir: &Path) {
+    write(dir, "src/a.txt", "hello\n");
+    write(dir, "src/b.txt", "world\n");
+    std::os::unix::fs::symlink("a.txt", dir.join("src/link")).unwrap();
+    write(dir, "node_modules/x/index.js", "ignored\n");
+    write(dir, ".dockerignore", "node_modules\n");
+    write(
+        dir,
+        "Dockerfile",
+        "FROM scratch\n\
+         WORKDIR /app\n\
+         COPY src/ ./src/\n\
+         COPY --chmod=0600 --chown=1000:1000 src/a.txt /etc/secret\n\
+         ARG WHO=builder\n\
+         COPY <<EOF /app/greeting\nhi $WHO\nEOF\n\
+         ENV NAME=world PATH=/bin\n\
+         LABEL org.example.team=\"platform\"\n\
+         EXPOSE 8080 53/udp\n\
+         USER 1000:1000\n\
+         STOPSIGNAL SIGTERM\n\
+         ENTRYPOINT [\"/app/run\"]\n\
+         CMD [\"--help\"]\n",
+    );
+}
+
+struct Built {
+    _tmp: tempfile::TempDir,
+    out: PathBuf,
+    digest: String,
+}
+
+fn build_app(extra_env: &[(&str, &str)]) -> Built {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    app_context(&ctx);
+    let out = tmp.path().join("out");
+    let root = tmp.path().join("store");
+    let o = rbuild(
+        &[
+            "-t",
+            "app:v1",
+            "--root",
+            root.to_str().unwrap(),
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+        extra_env,
+    );
+    assert!(
+        o.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let digest = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    Built {
+        _tmp: tmp,
+        out,
+        digest,
+    }
+}
+
+#[test]
+fn config_is_what_docker_inspect_users_expect() {
+    let b = build_app(&[]);
+    let image = format!("oci:{}:v1", b.out.display());
+    let inspect: Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", &image]).stdout).unwrap();
+    assert_eq!(inspect["Digest"], b.digest.as_str());
+    let cfg: Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", "--config", &image]).stdout).unwrap();
+    let c = &cfg["config"];
+    assert_eq!(c["Env"], serde_json::json!(["NAME=world", "PATH=/bin"]));
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/app/run"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["--help"]));
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"53/udp": {}, "8080/tcp": {}})
+    );
+    assert_eq!(c["Labels"]["org.example.team"], "platform");
+    let history = cfg["history"].as_array().unwrap();
+    assert_eq!(history.len(), 12, "one history entry per instruction");
+    let layers = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(layers, cfg["rootfs"]["diff_ids"].as_array().unwrap().len());
+    assert!(history[1]["created_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("COPY src/ ./src/"));
+    assert_eq!(history[5]["empty_layer"], true);
+}
+
+#[test]
+fn files_in_the_unpacked_rootfs() {
+    let b = build_app(&[]);
+    let bundle = b.out.parent().unwrap().join("bundle");
+    let rootless = is_root().then_some(vec![]).unwrap_or(vec!["--rootless"]);
+    let mut args = vec!["unpack"];
+    args.extend(rootless.iter().copied());
+    let image = format!("{}:v1", b.out.display());
+    let bundle_s = bundle.to_str().unwrap().to_string();
+    args.extend(["--image", &image, &bundle_s]);
+    tool("umoci", &args);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("app/src/a.txt")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        fs::read_link(rootfs.join("app/src/link")).unwrap(),
+        PathBuf::from("a.txt")
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("app/greeting")).unwrap(),
+        "hi builder\n"
+    );
+    assert!(!rootfs.join("app/node_modules").exists() && !rootfs.join("node_modules").exists());
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let secret = fs::metadata(rootfs.join("etc/secret")).unwrap();
+    assert_eq!(secret.permissions().mode() & 0o7777, 0o600);
+    if is_root() {
+        assert_eq!((secret.uid(), secret.gid()), (1000, 1000));
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+}
+
+#[test]
+fn source_date_epoch_gives_the_same_digest_twice() {
+    let a = build_app(&[("SOURCE_DATE_EPOCH", "1700000000")]);
+    let b = build_app(&[("SOURCE_DATE_EPOCH", "1700000000")]);
+    assert_eq!(a.digest, b.digest);
+    let c = build_app(&[("SOURCE_DATE_EPOCH", "1700000001")]);
+    assert_ne!(a.digest, c.digest);
+}
+
+#[test]
+fn an_oci_layout_is_a_base_for_the_next_build() {
+    let base = build_app(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "extra.txt", "more\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "FROM oci-layout://{}:v1\nCOPY extra.txt /app/\nENTRYPOINT [\"/app/other\"]\n",
+            base.out.display()
+        ),
+    );
+    let out = tmp.path().join("out");
+    let root = tmp.path().join("store");
+    let o = rbuild(
+        &[
+            "build",
+            "-t",
+            "child:1",
+            "--root",
+            root.to_str().unwrap(),
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg: Value = serde_json::from_slice(
+        &tool(
+            "skopeo",
+            &["inspect", "--config", &format!("oci:{}:1", out.display())],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(cfg["config"]["Env"][0], "NAME=world", "ENV is inherited");
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/app/other"])
+    );
+    assert!(
+        cfg["config"]["Cmd"].is_null(),
+        "a new ENTRYPOINT resets the inherited CMD"
+    );
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 5);
+    // The same base through --build-context NAME=oci-layout://...
+    write(&ctx, "Dockerfile", "FROM mybase\nCOPY extra.txt /app/\n");
+    let o = rbuild(
+        &[
+            "-t",
+            "child:2",
+            "--root",
+            root.to_str().unwrap(),
+            "--build-context",
+            &format!("mybase=oci-layout://{}:v1", base.out.display()),
+            ctx.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn multi_stage_copy_from_and_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "a.txt", "A\n");
+    write(&ctx, "Dockerfile", "FROM scratch AS Build\nCOPY a.txt /out/a.txt\nFROM scratch AS unused\nCOPY missing /x\nFROM scratch\nCOPY --from=build /out/a.txt /final.txt\n");
+    let root = tmp.path().join("store");
+    let out = tmp.path().join("out");
+    let o = rbuild(
+        &[
+            "-t",
+            "ms:1",
+            "--root",
+            root.to_str().unwrap(),
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        o.status.success(),
+        "unused stages are not built: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = rbuild(
+        &[
+            "-t",
+            "ms:2",
+            "--root",
+            root.to_str().unwrap(),
+            "--target",
+            "unused",
+            ctx.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("\"missing\" not found in the build context")
+    );
+}
+
+#[test]
+fn clear_errors_for_what_users_get_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "secret.env", "x");
+    write(&ctx, ".dockerignore", "*.env\n");
+    write(&ctx, "Dockerfile", "FROM scratch\nCOPY secret.env /\n");
+    let root = tmp.path().join("store");
+    let r = root.to_str().unwrap();
+    let o = rbuild(&["-t", "x:1", "--root", r, ctx.to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Dockerfile:2")
+            && err.contains("excluded by .dockerignore")
+            && err.contains("hint:"),
+        "{err}"
+    );
+
+    let o = rbuild(
+        &["-t", "App:Latest", "--root", r, ctx.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "invalid tag has its own exit code"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("use `app:Latest`"));
+
+    write(&ctx, "Dockerfile", "FROM scratch\nCOPY ../etc/passwd /\n");
+    let o = rbuild(&["--root", r, ctx.to_str().unwrap()], &[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("outside the build context"));
+
+    write(&ctx, "Dockerfile", "FROM scratch\nRUNN echo\n");
+    let o = rbuild(&["--root", r, ctx.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `RUN`?"));
+}
