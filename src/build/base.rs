@@ -106,7 +106,7 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
     // Resolve nested indexes by platform.
     for _ in 0..4 {
         let digest = desc["digest"].as_str().unwrap_or("").to_string();
-        let bytes = import_blob(&dir, &digest, store).map_err(|m| err(m))?;
+        let bytes = import_blob(&dir, &digest, store).map_err(&err)?;
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| err(format!("manifest {digest}: {e}")))?;
         if v["manifests"].is_array() {
@@ -129,7 +129,7 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
         }
         let manifest: Manifest =
             serde_json::from_value(v).map_err(|e| err(format!("manifest {digest}: {e}")))?;
-        let cfg_bytes = import_blob(&dir, &manifest.config.digest, store).map_err(|m| err(m))?;
+        let cfg_bytes = import_blob(&dir, &manifest.config.digest, store).map_err(&err)?;
         let config: ImageConfig = serde_json::from_slice(&cfg_bytes)
             .map_err(|e| err(format!("config {}: {e}", manifest.config.digest)))?;
         if let Some(p) = platform {
@@ -139,7 +139,7 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
             }
         }
         for l in &manifest.layers {
-            import_blob(&dir, &l.digest, store).map_err(|m| err(m))?;
+            import_blob(&dir, &l.digest, store).map_err(&err)?;
         }
         return Ok(BaseImage {
             config,
