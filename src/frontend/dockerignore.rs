@@ -388,10 +388,9 @@ fn scan_chunk(mut pat: &[u8]) -> (bool, &[u8], &[u8]) {
     let mut i = 0;
     while i < pat.len() {
         match pat[i] {
-            b'\\'
-                if i + 1 < pat.len() => {
-                    i += 1;
-                }
+            b'\\' if i + 1 < pat.len() => {
+                i += 1;
+            }
             b'[' => in_range = true,
             b']' => in_range = false,
             b'*' if !in_range => break,
