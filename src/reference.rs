@@ -148,6 +148,11 @@ impl Digest {
         Ok(Digest(s.to_string()))
     }
 
+    /// The digest of a finished sha256 hash (always well-formed).
+    pub fn from_sha256(hash: &[u8]) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(hash)))
+    }
+
     /// The full `sha256:...` text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -106,7 +106,7 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
     // Resolve nested indexes by platform.
     for _ in 0..4 {
         let digest = desc["digest"].as_str().unwrap_or("").to_string();
-        let bytes = import_blob(&dir, &digest, store).map_err(&err)?;
+        let bytes = import_metadata(&dir, &digest, store).map_err(&err)?;
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| err(format!("manifest {digest}: {e}")))?;
         if v["manifests"].is_array() {
@@ -129,7 +129,7 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
         }
         let manifest: Manifest =
             serde_json::from_value(v).map_err(|e| err(format!("manifest {digest}: {e}")))?;
-        let cfg_bytes = import_blob(&dir, &manifest.config.digest, store).map_err(&err)?;
+        let cfg_bytes = import_metadata(&dir, &manifest.config.digest, store).map_err(&err)?;
         let config: ImageConfig = serde_json::from_slice(&cfg_bytes)
             .map_err(|e| err(format!("config {}: {e}", manifest.config.digest)))?;
         if let Some(p) = platform {
@@ -183,9 +183,11 @@ fn read_json(p: &Path) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-/// Copies a blob from a layout into the store, verifying its digest; returns its bytes when
-/// small (manifests and configs).
-fn import_blob(dir: &Path, digest: &str, store: &Store) -> Result<Vec<u8>, String> {
+/// Largest manifest or config read into memory (larger ones are refused as hostile).
+const MAX_METADATA: u64 = 4 << 20;
+
+/// Copies a blob from a layout into the store, verifying its digest while it streams.
+fn import_blob(dir: &Path, digest: &str, store: &Store) -> Result<Digest, String> {
     let d = Digest::parse(digest).map_err(|e| format!("bad digest {digest:?}: {e}"))?;
     if !store.has(&d) {
         let src = dir.join("blobs/sha256").join(d.hex());
@@ -195,9 +197,19 @@ fn import_blob(dir: &Path, digest: &str, store: &Store) -> Result<Vec<u8>, Strin
         w.commit(Some(&d))
             .map_err(|e| format!("blob {digest}: {e}"))?;
     }
-    let meta = std::fs::metadata(store.blob_path(&d)).map_err(|e| e.to_string())?;
-    if meta.len() > 4 << 20 {
-        return Ok(Vec::new());
+    Ok(d)
+}
+
+/// Imports a manifest or config and returns its bytes.
+fn import_metadata(dir: &Path, digest: &str, store: &Store) -> Result<Vec<u8>, String> {
+    let d = import_blob(dir, digest, store)?;
+    let size = std::fs::metadata(store.blob_path(&d))
+        .map_err(|e| e.to_string())?
+        .len();
+    if size > MAX_METADATA {
+        return Err(format!(
+            "blob {digest} is {size} bytes, more than a manifest or config may be ({MAX_METADATA})"
+        ));
     }
     store.read(&d).map_err(|e| e.to_string())
 }

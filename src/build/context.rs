@@ -110,8 +110,7 @@ impl Context {
         self.glob(&comps, String::new(), &mut matches)?;
         for m in &matches {
             let name = m.rsplit('/').next().unwrap_or(m).to_string();
-            let is_dir = self.collect(m, &name, &mut out, &mut any_ignored)?;
-            let _ = is_dir;
+            self.collect(m, &name, &mut out, &mut any_ignored)?;
         }
         if out.is_empty() {
             return Err(ContextError::NotFound {

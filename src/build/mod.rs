@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::content::{Descriptor, Store, StoreError};
 use crate::frontend::expand::{GlobalScope, Platforms, ScopeError, StageScope};
 use crate::frontend::instructions::{Command, CopyCmd, Dockerfile, Instruction, Stage};
-use crate::image::{self, Empty, HealthConfig, History, ImageConfig, Manifest, RunConfig};
+use crate::image::{self, Empty, HealthConfig, History, ImageConfig, Manifest};
 use crate::layer::compress::{Compression, LayerWriter};
 use crate::layer::tar::{write_tar, Entry, Kind};
 
@@ -161,24 +161,14 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         .map_err(|source| BuildError::Context { line: 1, source })?;
     let created = opts.epoch.unwrap_or_else(now_secs);
     let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
-    let mut warnings: Vec<String> = global
+    let warnings: Vec<String> = global
         .unused_build_args(df)
         .into_iter()
         .map(|a| format!("build argument {a:?} is not declared by any ARG in the Dockerfile"))
         .collect();
     for &i in &needed {
         let stage = &df.stages[i];
-        let state = build_stage(
-            df,
-            stage,
-            &global,
-            &ctx,
-            store,
-            opts,
-            &done,
-            created,
-            &mut warnings,
-        )?;
+        let state = build_stage(df, stage, &global, &ctx, store, opts, &done, created)?;
         done.insert(i, state);
     }
     let mut state = done.remove(&target).expect("target built");
@@ -248,17 +238,13 @@ fn build_stage(
     opts: &BuildOptions,
     done: &BTreeMap<usize, StageState>,
     created: u64,
-    warnings: &mut Vec<String>,
 ) -> Result<StageState, BuildError> {
     let (base, platform) = global.from_line(df, stage)?;
     let line = stage.span.start;
     let mut state = if let Some(dep) = df.stage(&base).filter(|d| d.index < stage.index) {
-        let mut s = done
-            .get(&dep.index)
+        done.get(&dep.index)
             .cloned()
-            .expect("dependencies build first");
-        s.config.history = s.config.history.clone();
-        s
+            .expect("dependencies build first")
     } else if base == "scratch" {
         let (os, arch, variant) =
             split_platform(platform.as_deref().unwrap_or(&opts.platforms.target));
@@ -390,9 +376,7 @@ fn build_stage(
             Instruction::Maintainer(m) => state.config.author = m.clone(),
             Instruction::Copy(c) | Instruction::Add(c) => {
                 let is_add = matches!(ins, Instruction::Add(_));
-                layer_entries = Some(copy_entries(
-                    c, is_add, &state, done, df, ctx, line, warnings,
-                )?);
+                layer_entries = Some(copy_entries(c, is_add, &state, done, df, ctx, line)?);
             }
         }
         let created_by = history_text(step.original.as_str(), &ins);
@@ -576,7 +560,6 @@ fn copy_entries(
     df: &Dockerfile,
     ctx: &Context,
     line: usize,
-    _warnings: &mut [String],
 ) -> Result<Vec<Entry>, BuildError> {
     let cfg = &state.config.config;
     let owner = match &c.chown {
@@ -737,10 +720,12 @@ fn copy_entries(
         }
     }
     // Missing parents of the destination are created (owned by root, like Docker).
-    let mut dirs = parent_dirs(&dest, dest_is_dir, owner);
-    if !dest_is_dir {
-        dirs = parent_dirs(&dest, false, (0, 0));
-    }
+    // A directory destination takes the copy's owner; a file destination's parents stay root's.
+    let mut dirs = if dest_is_dir {
+        parent_dirs(&dest, true, owner)
+    } else {
+        parent_dirs(&dest, false, (0, 0))
+    };
     let present: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
     dirs.retain(|d| !present.contains(&d.path));
     entries.extend(dirs);
@@ -773,9 +758,4 @@ fn write_layer(
         },
         digests.diff_id.to_string(),
     ))
-}
-
-/// The config as `docker inspect` shows it (for tests and `rbuild inspect`).
-pub fn run_config(b: &Built) -> &RunConfig {
-    &b.config.config
 }

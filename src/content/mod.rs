@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,6 +46,9 @@ pub enum StoreError {
     /// A blob the store should have is missing.
     #[error("blob {0} is not in the store")]
     Missing(Digest),
+    /// A descriptor carries a malformed digest.
+    #[error("malformed digest {0:?}")]
+    BadDigest(String),
     /// A metadata file is not valid JSON.
     #[error("{path} is corrupt: {source}")]
     Corrupt {
@@ -199,17 +202,7 @@ impl Store {
     /// Reads a whole blob, verifying its digest.
     pub fn read(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
         let p = self.blob_path(d);
-        let data = fs::read(&p).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                StoreError::Missing(d.clone())
-            } else {
-                StoreError::Io {
-                    op: "read",
-                    path: p.clone(),
-                    source: e,
-                }
-            }
-        })?;
+        let data = fs::read(&p).map_err(|e| missing_or_io(e, d, "read", &p))?;
         let actual = sha256_digest(&data);
         if &actual != d {
             return Err(StoreError::DigestMismatch {
@@ -224,17 +217,7 @@ impl Store {
     /// Opens a blob for streaming.
     pub fn open_blob(&self, d: &Digest) -> Result<File, StoreError> {
         let p = self.blob_path(d);
-        File::open(&p).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                StoreError::Missing(d.clone())
-            } else {
-                StoreError::Io {
-                    op: "open",
-                    path: p.clone(),
-                    source: e,
-                }
-            }
-        })
+        File::open(&p).map_err(|e| missing_or_io(e, d, "open", &p))
     }
 
     /// Takes the store's exclusive lock for metadata updates (held until dropped).
@@ -278,7 +261,7 @@ impl Store {
         created: &str,
     ) -> Result<(), StoreError> {
         let digest = Digest::parse(&manifest.digest)
-            .map_err(|_| StoreError::Missing(Digest::parse(EMPTY_SHA256).expect("valid")))?;
+            .map_err(|_| StoreError::BadDigest(manifest.digest.clone()))?;
         if !self.has(&digest) {
             return Err(StoreError::Missing(digest));
         }
@@ -328,13 +311,22 @@ impl Store {
     }
 }
 
-/// sha256 of empty input.
-pub const EMPTY_SHA256: &str =
-    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// A missing blob is [`StoreError::Missing`]; any other failure keeps its OS error.
+fn missing_or_io(e: io::Error, d: &Digest, op: &'static str, path: &Path) -> StoreError {
+    if e.kind() == io::ErrorKind::NotFound {
+        StoreError::Missing(d.clone())
+    } else {
+        StoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
 
 /// The sha256 digest of bytes.
 pub fn sha256_digest(data: &[u8]) -> Digest {
-    Digest::parse(&format!("sha256:{}", hex::encode(Sha256::digest(data)))).expect("well-formed")
+    Digest::from_sha256(&Sha256::digest(data))
 }
 
 /// A blob being written: hashes while writing, becomes visible only on [`Ingest::commit`].
@@ -366,11 +358,7 @@ impl Ingest {
 
     /// Verifies (when `expected` is given), syncs and renames into place.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
-        let actual = Digest::parse(&format!(
-            "sha256:{}",
-            hex::encode(std::mem::take(&mut self.hasher).finalize())
-        ))
-        .expect("well-formed");
+        let actual = Digest::from_sha256(&std::mem::take(&mut self.hasher).finalize());
         if let Some(exp) = expected {
             if exp != &actual {
                 return Err(StoreError::DigestMismatch {
@@ -396,25 +384,6 @@ impl Drop for Ingest {
     fn drop(&mut self) {
         // Not committed (or committed: then the path no longer exists): never leave temp data.
         let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Reads a blob fully through a reader while checking its digest and size.
-pub fn verify_reader(mut r: impl Read, expected: &Digest) -> io::Result<bool> {
-    let mut h = Sha256::new();
-    io::copy(&mut r, &mut HashWriter(&mut h))?;
-    Ok(format!("sha256:{}", hex::encode(h.finalize())) == expected.as_str())
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

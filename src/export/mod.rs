@@ -25,9 +25,7 @@ pub fn write_oci_dir(
     all.push(&built.config_desc);
     all.push(&built.manifest);
     for d in all {
-        let dg = Digest::parse(&d.digest).map_err(|_| {
-            StoreError::Missing(Digest::parse(crate::content::EMPTY_SHA256).expect("valid"))
-        })?;
+        let dg = Digest::parse(&d.digest).map_err(|_| StoreError::BadDigest(d.digest.clone()))?;
         let target = blobs.join(dg.hex());
         if target.exists() {
             continue;

@@ -74,7 +74,7 @@ pub struct LayerWriter<W: Write> {
 }
 
 fn digest_of(h: Sha256) -> Digest {
-    Digest::parse(&format!("sha256:{}", hex::encode(h.finalize()))).expect("well-formed")
+    Digest::from_sha256(&h.finalize())
 }
 
 impl<W: Write> LayerWriter<W> {
