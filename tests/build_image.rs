@@ -33,6 +33,37 @@ fn write(dir: &Path, rel: &str, data: &str) {
     fs::write(p, data).unwrap();
 }
 
+/// A temp directory with a context (`ctx/`), a store (`store/`) and an output dir (`out/`).
+struct Workspace {
+    tmp: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        Workspace {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn ctx(&self) -> PathBuf {
+        self.tmp.path().join("ctx")
+    }
+    fn out(&self) -> PathBuf {
+        self.tmp.path().join("out")
+    }
+    /// `-o type=oci,dest=<out>`.
+    fn oci_output(&self) -> String {
+        format!("type=oci,dest={}", self.out().display())
+    }
+    /// Runs rbuild with `args`, then `--root <store> <ctx>`.
+    fn rbuild(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let root = self.tmp.path().join("store");
+        let ctx = self.ctx();
+        let mut all = args.to_vec();
+        all.extend(["--root", root.to_str().unwrap(), ctx.to_str().unwrap()]);
+        rbuild(&all, envs)
+    }
+}
+
 /// A context with sources, a symlink, an ignored directory and a Dockerfile.
 fn app_context(dir: &Path) {
     write(dir, "src/a.txt", "hello\n");
@@ -60,46 +91,33 @@ fn app_context(dir: &Path) {
 }
 
 struct Built {
-    _tmp: tempfile::TempDir,
-    out: PathBuf,
+    ws: Workspace,
     digest: String,
 }
 
+impl Built {
+    fn out(&self) -> PathBuf {
+        self.ws.out()
+    }
+}
+
 fn build_app(extra_env: &[(&str, &str)]) -> Built {
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = tmp.path().join("ctx");
-    app_context(&ctx);
-    let out = tmp.path().join("out");
-    let root = tmp.path().join("store");
-    let o = rbuild(
-        &[
-            "-t",
-            "app:v1",
-            "--root",
-            root.to_str().unwrap(),
-            "-o",
-            &format!("type=oci,dest={}", out.display()),
-            ctx.to_str().unwrap(),
-        ],
-        extra_env,
-    );
+    let ws = Workspace::new();
+    app_context(&ws.ctx());
+    let o = ws.rbuild(&["-t", "app:v1", "-o", &ws.oci_output()], extra_env);
     assert!(
         o.status.success(),
         "build failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
     let digest = String::from_utf8(o.stdout).unwrap().trim().to_string();
-    Built {
-        _tmp: tmp,
-        out,
-        digest,
-    }
+    Built { ws, digest }
 }
 
 #[test]
 fn config_is_what_docker_inspect_users_expect() {
     let b = build_app(&[]);
-    let image = format!("oci:{}:v1", b.out.display());
+    let image = format!("oci:{}:v1", b.out().display());
     let inspect: Value =
         serde_json::from_slice(&tool("skopeo", &["inspect", &image]).stdout).unwrap();
     assert_eq!(inspect["Digest"], b.digest.as_str());
@@ -131,11 +149,11 @@ fn config_is_what_docker_inspect_users_expect() {
 #[test]
 fn files_in_the_unpacked_rootfs() {
     let b = build_app(&[]);
-    let bundle = b.out.parent().unwrap().join("bundle");
+    let bundle = b.out().parent().unwrap().join("bundle");
     let rootless = is_root().then_some(vec![]).unwrap_or(vec!["--rootless"]);
     let mut args = vec!["unpack"];
     args.extend(rootless.iter().copied());
-    let image = format!("{}:v1", b.out.display());
+    let image = format!("{}:v1", b.out().display());
     let bundle_s = bundle.to_str().unwrap().to_string();
     args.extend(["--image", &image, &bundle_s]);
     tool("umoci", &args);
@@ -181,37 +199,27 @@ fn source_date_epoch_gives_the_same_digest_twice() {
 #[test]
 fn an_oci_layout_is_a_base_for_the_next_build() {
     let base = build_app(&[]);
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = tmp.path().join("ctx");
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
     write(&ctx, "extra.txt", "more\n");
     write(
         &ctx,
         "Dockerfile",
         &format!(
             "FROM oci-layout://{}:v1\nCOPY extra.txt /app/\nENTRYPOINT [\"/app/other\"]\n",
-            base.out.display()
+            base.out().display()
         ),
     );
-    let out = tmp.path().join("out");
-    let root = tmp.path().join("store");
-    let o = rbuild(
-        &[
-            "build",
-            "-t",
-            "child:1",
-            "--root",
-            root.to_str().unwrap(),
-            "-o",
-            &format!("type=oci,dest={}", out.display()),
-            ctx.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = ws.rbuild(&["build", "-t", "child:1", "-o", &ws.oci_output()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cfg: Value = serde_json::from_slice(
         &tool(
             "skopeo",
-            &["inspect", "--config", &format!("oci:{}:1", out.display())],
+            &[
+                "inspect",
+                "--config",
+                &format!("oci:{}:1", ws.out().display()),
+            ],
         )
         .stdout,
     )
@@ -228,58 +236,24 @@ fn an_oci_layout_is_a_base_for_the_next_build() {
     assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 5);
     // The same base through --build-context NAME=oci-layout://...
     write(&ctx, "Dockerfile", "FROM mybase\nCOPY extra.txt /app/\n");
-    let o = rbuild(
-        &[
-            "-t",
-            "child:2",
-            "--root",
-            root.to_str().unwrap(),
-            "--build-context",
-            &format!("mybase=oci-layout://{}:v1", base.out.display()),
-            ctx.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let named = format!("mybase=oci-layout://{}:v1", base.out().display());
+    let o = ws.rbuild(&["-t", "child:2", "--build-context", &named], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
 fn multi_stage_copy_from_and_target() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = tmp.path().join("ctx");
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
     write(&ctx, "a.txt", "A\n");
     write(&ctx, "Dockerfile", "FROM scratch AS Build\nCOPY a.txt /out/a.txt\nFROM scratch AS unused\nCOPY missing /x\nFROM scratch\nCOPY --from=build /out/a.txt /final.txt\n");
-    let root = tmp.path().join("store");
-    let out = tmp.path().join("out");
-    let o = rbuild(
-        &[
-            "-t",
-            "ms:1",
-            "--root",
-            root.to_str().unwrap(),
-            "-o",
-            &format!("type=oci,dest={}", out.display()),
-            ctx.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = ws.rbuild(&["-t", "ms:1", "-o", &ws.oci_output()], &[]);
     assert!(
         o.status.success(),
         "unused stages are not built: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = rbuild(
-        &[
-            "-t",
-            "ms:2",
-            "--root",
-            root.to_str().unwrap(),
-            "--target",
-            "unused",
-            ctx.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = ws.rbuild(&["-t", "ms:2", "--target", "unused"], &[]);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("\"missing\" not found in the build context")
@@ -288,14 +262,12 @@ fn multi_stage_copy_from_and_target() {
 
 #[test]
 fn clear_errors_for_what_users_get_wrong() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = tmp.path().join("ctx");
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
     write(&ctx, "secret.env", "x");
     write(&ctx, ".dockerignore", "*.env\n");
     write(&ctx, "Dockerfile", "FROM scratch\nCOPY secret.env /\n");
-    let root = tmp.path().join("store");
-    let r = root.to_str().unwrap();
-    let o = rbuild(&["-t", "x:1", "--root", r, ctx.to_str().unwrap()], &[]);
+    let o = ws.rbuild(&["-t", "x:1"], &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("Dockerfile:2")
@@ -304,10 +276,7 @@ fn clear_errors_for_what_users_get_wrong() {
         "{err}"
     );
 
-    let o = rbuild(
-        &["-t", "App:Latest", "--root", r, ctx.to_str().unwrap()],
-        &[],
-    );
+    let o = ws.rbuild(&["-t", "App:Latest"], &[]);
     assert_eq!(
         o.status.code(),
         Some(4),
@@ -316,11 +285,11 @@ fn clear_errors_for_what_users_get_wrong() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("use `app:Latest`"));
 
     write(&ctx, "Dockerfile", "FROM scratch\nCOPY ../etc/passwd /\n");
-    let o = rbuild(&["--root", r, ctx.to_str().unwrap()], &[]);
+    let o = ws.rbuild(&[], &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("outside the build context"));
 
     write(&ctx, "Dockerfile", "FROM scratch\nRUNN echo\n");
-    let o = rbuild(&["--root", r, ctx.to_str().unwrap()], &[]);
+    let o = ws.rbuild(&[], &[]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `RUN`?"));
 }
