@@ -176,9 +176,7 @@ impl Store {
         Ok(Ingest {
             store: self.clone(),
             path,
-            file: io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            size: 0,
+            file: HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file)),
         })
     }
 
@@ -329,21 +327,70 @@ pub fn sha256_digest(data: &[u8]) -> Digest {
     Digest::from_sha256(&Sha256::digest(data))
 }
 
+/// Passes bytes through to an inner writer, hashing (sha256) and counting them on the way.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(&self.hasher.clone().finalize())
+    }
+
+    /// The inner writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The digest and size of what was written, and the inner writer.
+    pub fn finish(self) -> (Digest, u64, W) {
+        (
+            Digest::from_sha256(&self.hasher.finalize()),
+            self.count,
+            self.inner,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A blob being written: hashes while writing, becomes visible only on [`Ingest::commit`].
 pub struct Ingest {
     store: Store,
     path: PathBuf,
-    file: io::BufWriter<File>,
-    hasher: Sha256,
-    size: u64,
+    file: HashingWriter<io::BufWriter<File>>,
 }
 
 impl Write for Ingest {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        self.file.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
@@ -353,30 +400,31 @@ impl Write for Ingest {
 impl Ingest {
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
-        self.size
+        self.file.count()
     }
 
     /// Verifies (when `expected` is given), syncs and renames into place.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
-        let actual = Digest::from_sha256(&std::mem::take(&mut self.hasher).finalize());
+        let actual = self.file.digest();
+        let size = self.file.count();
         if let Some(exp) = expected {
             if exp != &actual {
                 return Err(StoreError::DigestMismatch {
                     expected: exp.clone(),
                     actual,
-                    size: self.size,
+                    size,
                 });
             }
         }
-        self.file.flush().map_err(io_err("write", &self.path))?;
-        self.file
-            .get_ref()
+        let file = self.file.get_mut();
+        file.flush().map_err(io_err("write", &self.path))?;
+        file.get_ref()
             .sync_all()
             .map_err(io_err("sync", &self.path))?;
         let dest = self.store.blob_path(&actual);
         fs::rename(&self.path, &dest).map_err(io_err("rename into", &dest))?;
         sync_dir(dest.parent().expect("blob dir"))?;
-        Ok((actual, self.size))
+        Ok((actual, size))
     }
 }
 

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use flate2::{write::GzEncoder, Compression as Level, GzBuilder};
 use sha2::{Digest as _, Sha256};
 
+use crate::content::HashingWriter;
 use crate::reference::Digest;
 
 /// Layer compression.
@@ -42,28 +43,9 @@ pub struct LayerDigests {
     pub uncompressed_size: u64,
 }
 
-/// Hashes and counts what passes through to `inner`.
-struct Tee<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for Tee<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 enum Sink<W: Write> {
-    Gzip(GzEncoder<Tee<W>>),
-    Plain(Tee<W>),
+    Gzip(GzEncoder<HashingWriter<W>>),
+    Plain(HashingWriter<W>),
 }
 
 /// A writer that takes tar bytes and yields both digests when finished.
@@ -73,18 +55,10 @@ pub struct LayerWriter<W: Write> {
     sink: Sink<W>,
 }
 
-fn digest_of(h: Sha256) -> Digest {
-    Digest::from_sha256(&h.finalize())
-}
-
 impl<W: Write> LayerWriter<W> {
     /// Wraps `out` (where the compressed blob goes).
     pub fn new(out: W, compression: Compression) -> Self {
-        let tee = Tee {
-            inner: out,
-            hasher: Sha256::new(),
-            count: 0,
-        };
+        let tee = HashingWriter::new(out);
         let sink = match compression {
             // mtime 0 and no file name: the same tar always gives the same blob.
             Compression::Gzip => Sink::Gzip(GzBuilder::new().mtime(0).write(tee, Level::new(6))),
@@ -103,13 +77,13 @@ impl<W: Write> LayerWriter<W> {
             Sink::Gzip(gz) => gz.finish()?,
             Sink::Plain(t) => t,
         };
-        let mut inner = tee.inner;
+        let (digest, size, mut inner) = tee.finish();
         inner.flush()?;
         Ok((
             LayerDigests {
-                diff_id: digest_of(self.diff),
-                digest: digest_of(tee.hasher),
-                size: tee.count,
+                diff_id: Digest::from_sha256(&self.diff.finalize()),
+                digest,
+                size,
                 uncompressed_size: self.uncompressed,
             },
             inner,
