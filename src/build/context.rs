@@ -188,7 +188,7 @@ impl Context {
             });
             return Ok(false);
         }
-        if !dest_rel.is_empty() && !(rel.is_empty() || self.excluded(rel)?) {
+        if !(dest_rel.is_empty() || rel.is_empty() || self.excluded(rel)?) {
             out.push(Selected {
                 rel: rel.to_string(),
                 dest_rel: dest_rel.to_string(),

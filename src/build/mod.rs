@@ -737,8 +737,6 @@ fn write_layer(
     entries: Vec<Entry>,
     opts: &BuildOptions,
 ) -> Result<(Descriptor, String), BuildError> {
-    let ingest = store.ingest()?;
-    let lw = LayerWriter::new(ingest, opts.compression);
     let io = |e: std::io::Error| {
         BuildError::Store(StoreError::Io {
             op: "write layer",
@@ -746,9 +744,10 @@ fn write_layer(
             source: e,
         })
     };
+    let lw = LayerWriter::new(store.ingest()?, opts.compression).map_err(io)?;
     let lw = write_tar(entries, opts.epoch, lw).map_err(io)?;
-    let (digests, ingest) = lw.finish().map_err(io)?;
-    let (digest, size) = ingest.commit(Some(&digests.digest))?;
+    let (raw, ingest) = lw.finish().map_err(io)?;
+    let (digest, size) = ingest.commit(None)?;
     Ok((
         Descriptor {
             media_type: opts.compression.media_type().into(),
@@ -756,6 +755,6 @@ fn write_layer(
             size,
             annotations: BTreeMap::new(),
         },
-        digests.diff_id.to_string(),
+        raw.diff_id.to_string(),
     ))
 }

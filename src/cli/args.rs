@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Build an image from a Dockerfile (also the default: `rbuild -t app:v1 .`).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List the images in the store.
     Images(StoreArgs),
     /// Remove tags from the store (blobs go with `rbuild prune`).
@@ -110,7 +110,7 @@ pub struct BuildArgs {
     /// Output, `type=oci,dest=DIR` (repeatable).
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
-    /// Layer compression: gzip or uncompressed.
+    /// Layer compression: gzip, zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
     /// Named context, `NAME=oci-layout://PATH[:tag]` (then `FROM NAME`).

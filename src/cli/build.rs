@@ -84,16 +84,12 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<Vec<_>, _>>()?;
-    let compression = match a.compression.as_str() {
-        "gzip" => Compression::Gzip,
-        "uncompressed" | "none" => Compression::None,
-        other => {
-            return Err(usage(
-                format!("unknown compression {other:?}"),
-                "use gzip or uncompressed",
-            ))
-        }
-    };
+    let compression = Compression::parse(&a.compression).ok_or_else(|| {
+        usage(
+            format!("unknown compression {:?}", a.compression),
+            "use --compression gzip, zstd or uncompressed",
+        )
+    })?;
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
             usage(

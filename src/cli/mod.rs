@@ -57,7 +57,7 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
 
 fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Commands::Build(a) => build::run(a),
+        Commands::Build(a) => build::run(*a),
         Commands::Images(a) => store::images(a),
         Commands::Rmi(a) => store::rmi(a),
         Commands::Prune(a) => store::prune(a),
