@@ -20,3 +20,4 @@ pub mod frontend;
 pub mod image;
 pub mod layer;
 pub mod reference;
+pub mod snapshot;

@@ -2,67 +2,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn rbuild(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
-    c.args(args);
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().expect("rbuild runs")
-}
-
-fn tool(name: &str, args: &[&str]) -> Output {
-    let out = Command::new(name).args(args).output().unwrap_or_else(|e| {
-        panic!("{name} is required for this test ({e}); install it with `apt-get install {name}` (scripts/test.sh does)")
-    });
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn write(dir: &Path, rel: &str, data: &str) {
-    let p = dir.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, data).unwrap();
-}
-
-/// A temp directory with a context (`ctx/`), a store (`store/`) and an output dir (`out/`).
-struct Workspace {
-    tmp: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn new() -> Workspace {
-        Workspace {
-            tmp: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn ctx(&self) -> PathBuf {
-        self.tmp.path().join("ctx")
-    }
-    fn out(&self) -> PathBuf {
-        self.tmp.path().join("out")
-    }
-    /// `-o type=oci,dest=<out>`.
-    fn oci_output(&self) -> String {
-        format!("type=oci,dest={}", self.out().display())
-    }
-    /// Runs rbuild with `args`, then `--root <store> <ctx>`.
-    fn rbuild(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
-        let root = self.tmp.path().join("store");
-        let ctx = self.ctx();
-        let mut all = args.to_vec();
-        all.extend(["--root", root.to_str().unwrap(), ctx.to_str().unwrap()]);
-        rbuild(&all, envs)
-    }
-}
+use crate::support::{is_root, tool, write, Workspace};
 
 /// A context with sources, a symlink, an ignored directory and a Dockerfile.
 fn app_context(dir: &Path) {
@@ -177,14 +120,6 @@ fn files_in_the_unpacked_rootfs() {
     if is_root() {
         assert_eq!((secret.uid(), secret.gid()), (1000, 1000));
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false)
 }
 
 #[test]

@@ -2,6 +2,10 @@
 #[path = "build_image.rs"]
 mod build_image;
 mod conformance;
+#[path = "copy_sources.rs"]
+mod copy_sources;
 #[path = "frontend_never_panics.rs"]
 mod frontend_never_panics;
+#[path = "outputs.rs"]
+mod outputs;
 mod support;

@@ -77,7 +77,8 @@ impl Context {
         Ok(self.ignore.excludes(rel)?)
     }
 
-    /// Cleans a source path; refuses anything that climbs out of the context.
+    /// Cleans a source path; refuses anything that climbs out of the context, and resolves
+    /// symlinks among its parent directories inside the root (never out of it).
     fn clean_src(&self, src: &str) -> Result<String, ContextError> {
         let c = clean_path(&format!("/{src}"));
         if src.split('/').any(|s| s == "..") && clean_path(src).starts_with("..") {
@@ -85,7 +86,13 @@ impl Context {
                 src: src.to_string(),
             });
         }
-        Ok(c.trim_start_matches('/').to_string())
+        let c = c.trim_start_matches('/');
+        if c.contains(['*', '?', '[']) {
+            return Ok(c.to_string());
+        }
+        resolve_parents(&self.root, c).ok_or_else(|| ContextError::Outside {
+            src: src.to_string(),
+        })
     }
 
     /// The files (and directories) a source selects, in path order.
@@ -244,7 +251,7 @@ impl Context {
         &self,
         selected: &[Selected],
         dest: &str,
-        owner: (u64, u64),
+        owner: Option<(u64, u64)>,
         chmod: Option<u32>,
     ) -> Result<Vec<Entry>, ContextError> {
         let mut out = Vec::with_capacity(selected.len());
@@ -293,8 +300,8 @@ impl Context {
                 path: target,
                 kind,
                 mode,
-                uid: owner.0,
-                gid: owner.1,
+                uid: owner.map_or(meta.uid() as u64, |o| o.0),
+                gid: owner.map_or(meta.gid() as u64, |o| o.1),
                 mtime: meta.mtime().max(0) as u64,
                 size,
                 xattrs: vec![],
@@ -302,6 +309,52 @@ impl Context {
         }
         Ok(out)
     }
+}
+
+/// Resolves symlinks in the parent directories of `rel` as if `root` were `/` (an absolute
+/// link restarts at `root`, `..` stops at `root`), so a source path can never reach outside
+/// the root. The last component is kept as is. `None` after too many links (a loop).
+pub fn resolve_parents(root: &Path, rel: &str) -> Option<String> {
+    let mut todo: std::collections::VecDeque<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                out.pop();
+                continue;
+            }
+            _ => {}
+        }
+        if todo.is_empty() {
+            out.push(c);
+            break;
+        }
+        let here = root.join(out.join("/")).join(&c);
+        match std::fs::symlink_metadata(&here) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return None;
+                }
+                let target = std::fs::read_link(&here).ok()?;
+                let t = target.to_string_lossy();
+                if t.starts_with('/') {
+                    out.clear();
+                }
+                for part in t.split('/').rev().filter(|p| !p.is_empty()) {
+                    todo.push_front(part.to_string());
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    Some(out.join("/"))
 }
 
 /// `dest` joined with a relative path, no leading slash.

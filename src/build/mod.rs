@@ -7,6 +7,8 @@
 
 pub mod base;
 pub mod context;
+mod copy;
+mod owner;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -15,12 +17,12 @@ use thiserror::Error;
 
 use crate::content::{Descriptor, Store, StoreError};
 use crate::frontend::expand::{GlobalScope, Platforms, ScopeError, StageScope};
-use crate::frontend::instructions::{Command, CopyCmd, Dockerfile, Instruction, Stage};
+use crate::frontend::instructions::{Command, Dockerfile, Instruction, Stage};
 use crate::image::{self, Empty, HealthConfig, History, ImageConfig, Manifest};
 use crate::layer::compress::{Compression, LayerWriter};
 use crate::layer::tar::{write_tar, Entry, Kind};
 
-use context::{join_dest, Context, ContextError};
+use context::{Context, ContextError};
 
 /// Build failures; each names the Dockerfile line when there is one.
 #[derive(Debug, Error)]
@@ -53,6 +55,15 @@ pub enum BuildError {
     /// The base image could not be loaded.
     #[error(transparent)]
     Base(#[from] base::BaseError),
+    /// An image's layers could not be unpacked.
+    #[error("unpacking image {image}: {source}")]
+    Unpack {
+        /// The image as the Dockerfile names it.
+        image: String,
+        /// Why.
+        #[source]
+        source: crate::snapshot::SnapshotError,
+    },
     /// `--target` names no stage.
     #[error("target stage {0:?} not found")]
     UnknownTarget(String),
@@ -91,6 +102,7 @@ impl BuildError {
             }
             BuildError::UnknownTarget(_) => Some("use a stage name from an `AS name` or a stage index".into()),
             BuildError::Base(e) => e.hint(),
+            BuildError::Unpack { .. } => Some("the image is corrupt or was made to escape the build; rebuild it from a trusted source or use another image".into()),
             _ => None,
         }
     }
@@ -141,8 +153,47 @@ struct StageState {
     layers: Vec<Descriptor>,
     /// Files this build added (for `COPY --from`), path → entry.
     files: BTreeMap<String, Entry>,
-    /// True when the stage's filesystem includes base layers rbuild has not unpacked.
-    opaque_base: bool,
+    /// How many of `layers` come from a base image (unpacked only when a step reads them).
+    base_layers: usize,
+    /// The base image as the Dockerfile names it (for messages).
+    base_name: String,
+    /// Scratch dirs (unpacked archives) that entries of `files` point into.
+    keep: Vec<std::sync::Arc<crate::content::TempDir>>,
+}
+
+impl StageState {
+    /// The base image's layers unpacked (shared, cached by chain ID), if there are any.
+    fn base_root(&self, store: &Store) -> Result<Option<PathBuf>, BuildError> {
+        let n = self.base_layers;
+        if n == 0 {
+            return Ok(None);
+        }
+        let root = crate::snapshot::flat_rootfs(
+            store,
+            &self.layers[..n],
+            &self.config.rootfs.diff_ids[..n],
+        )
+        .map_err(|source| BuildError::Unpack {
+            image: self.base_name.clone(),
+            source,
+        })?;
+        Ok(Some(root))
+    }
+
+    /// A file of the stage's filesystem: written by this build, or from the base image.
+    fn read_file(&self, store: &Store, path: &str) -> Result<Option<Vec<u8>>, BuildError> {
+        if let Some(e) = self.files.get(path) {
+            return Ok(match &e.kind {
+                Kind::File(p) => std::fs::read(p).ok(),
+                Kind::Bytes(b) => Some(b.clone()),
+                _ => None,
+            });
+        }
+        match self.base_root(store)? {
+            Some(root) => Ok(crate::snapshot::read_in_root(&root, path)),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Builds the target stage of `df` into `store`.
@@ -257,7 +308,9 @@ fn build_stage(
             },
             layers: vec![],
             files: BTreeMap::new(),
-            opaque_base: false,
+            base_layers: 0,
+            base_name: "scratch".into(),
+            keep: Vec::new(),
         }
     } else {
         let spec = opts
@@ -286,9 +339,11 @@ fn build_stage(
         }
         StageState {
             config,
+            base_layers: img.layers.len(),
             layers: img.layers,
             files: BTreeMap::new(),
-            opaque_base: true,
+            base_name: base.clone(),
+            keep: Vec::new(),
         }
     };
     if state.config.config.env.is_empty() && state.layers.is_empty() && base != "scratch" {
@@ -299,6 +354,7 @@ fn build_stage(
     }
     let mut scope = StageScope::new(global, df.parsed.escape, state.config.config.env_pairs());
     let inherited_cmd = state.config.config.cmd.is_some();
+    let mut temps = Vec::new();
     let mut cmd_set_here = false;
     for step in &stage.steps {
         let line = step.span.start;
@@ -340,7 +396,8 @@ fn build_stage(
                 };
                 let dir = crate::frontend::dockerignore::clean_path(&dir);
                 cfg.working_dir = dir.clone();
-                let owner = resolve_owner(&cfg.user, &state.files, line)?;
+                let user = cfg.user.clone();
+                let owner = owner::resolve_owner(&user, line, &mut |p| state.read_file(store, p))?;
                 layer_entries = Some(parent_dirs(dir.trim_start_matches('/'), true, owner));
             }
             Instruction::User(u) => cfg.user = u.clone(),
@@ -376,7 +433,16 @@ fn build_stage(
             Instruction::Maintainer(m) => state.config.author = m.clone(),
             Instruction::Copy(c) | Instruction::Add(c) => {
                 let is_add = matches!(ins, Instruction::Add(_));
-                layer_entries = Some(copy_entries(c, is_add, &state, done, df, ctx, line)?);
+                let mut sources = copy::Sources {
+                    store,
+                    ctx,
+                    df,
+                    done,
+                    named_contexts: &opts.named_contexts,
+                    platform: platform.as_deref(),
+                    temps: &mut temps,
+                };
+                layer_entries = Some(copy::copy_entries(c, is_add, &state, &mut sources, line)?);
             }
         }
         let created_by = history_text(step.original.as_str(), &ins);
@@ -386,6 +452,7 @@ fn build_stage(
                     state.files.insert(e.path.clone(), e.clone());
                 }
                 let desc = write_layer(store, entries, opts)?;
+                state.keep.extend(temps.drain(..).map(std::sync::Arc::new));
                 state.config.rootfs.diff_ids.push(desc.1);
                 state.layers.push(desc.0);
                 state.config.history.push(History {
@@ -483,253 +550,6 @@ fn parent_dirs(path: &str, include_self: bool, owner: (u64, u64)) -> Vec<Entry> 
             xattrs: vec![],
         })
         .collect()
-}
-
-/// `--chown`/`USER` values: numeric ids, `root`, or names from an `/etc/passwd` this build
-/// wrote.
-fn resolve_owner(
-    spec: &str,
-    files: &BTreeMap<String, Entry>,
-    line: usize,
-) -> Result<(u64, u64), BuildError> {
-    if spec.is_empty() {
-        return Ok((0, 0));
-    }
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let lookup = |file: &str, name: &str| -> Option<(u64, u64)> {
-        if name == "root" {
-            return Some((0, 0));
-        }
-        let e = files.get(file)?;
-        let text = match &e.kind {
-            Kind::File(p) => std::fs::read_to_string(p).ok()?,
-            Kind::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => return None,
-        };
-        text.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&name) && f.len() > 3)
-                .then(|| (f[2].parse().ok(), f[3].parse().ok()))
-                .and_then(|(a, b)| Some((a?, b?)))
-        })
-    };
-    let (uid, primary) = match user.parse::<u64>() {
-        Ok(n) => (n, n),
-        Err(_) => lookup("etc/passwd", user).ok_or_else(|| {
-            BuildError::step(line, format!("unable to find user {user:?}"), Some("use a numeric id (`--chown=1000:1000`) or add the user to /etc/passwd in an earlier step"))
-        })?,
-    };
-    let gid = match group {
-        None => primary,
-        Some(g) => match g.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => lookup("etc/group", g).map(|(gid, _)| gid).ok_or_else(|| {
-                BuildError::step(
-                    line,
-                    format!("unable to find group {g:?}"),
-                    Some("use a numeric group id or add the group to /etc/group"),
-                )
-            })?,
-        },
-    };
-    Ok((uid, gid))
-}
-
-fn parse_chmod(s: &str, line: usize) -> Result<u32, BuildError> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| {
-            BuildError::step(
-                line,
-                format!("invalid chmod parameter {s:?}"),
-                Some("give an octal mode such as `0644` or `755`"),
-            )
-        })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn copy_entries(
-    c: &CopyCmd,
-    is_add: bool,
-    state: &StageState,
-    done: &BTreeMap<usize, StageState>,
-    df: &Dockerfile,
-    ctx: &Context,
-    line: usize,
-) -> Result<Vec<Entry>, BuildError> {
-    let cfg = &state.config.config;
-    let owner = match &c.chown {
-        Some(s) => resolve_owner(s, &state.files, line)?,
-        None => (0, 0),
-    };
-    let chmod = c
-        .chmod
-        .as_deref()
-        .map(|m| parse_chmod(m, line))
-        .transpose()?;
-    if !c.excludes.is_empty() || c.parents {
-        return Err(BuildError::step(
-            line,
-            "COPY --exclude and --parents are not supported yet",
-            None,
-        ));
-    }
-    if is_add
-        && c.sources
-            .iter()
-            .any(|s| s.contains("://") || s.starts_with("git@"))
-    {
-        return Err(BuildError::step(
-            line,
-            "ADD from a URL or git repository is not supported yet",
-            Some("download the file into the context and COPY it"),
-        ));
-    }
-    let dest_abs = if c.dest.starts_with('/') {
-        c.dest.clone()
-    } else {
-        format!(
-            "{}/{}",
-            if cfg.working_dir.is_empty() {
-                ""
-            } else {
-                cfg.working_dir.trim_end_matches('/')
-            },
-            c.dest
-        )
-    };
-    let dest_is_dir = c.dest.ends_with('/')
-        || c.sources.len() + c.inline.len() > 1
-        || c.dest == "."
-        || c.dest.ends_with("/.");
-    let dest_clean = crate::frontend::dockerignore::clean_path(&dest_abs);
-    let dest = dest_clean.trim_start_matches('/').to_string();
-    let mut entries = Vec::new();
-    for f in &c.inline {
-        let target = if dest_is_dir || c.dest.ends_with('/') {
-            join_dest(&dest, &f.name)
-        } else {
-            dest.clone()
-        };
-        entries.push(Entry {
-            path: target,
-            kind: Kind::Bytes(f.data.clone().into_bytes()),
-            mode: chmod.unwrap_or(0o644),
-            uid: owner.0,
-            gid: owner.1,
-            mtime: 0,
-            size: f.data.len() as u64,
-            xattrs: vec![],
-        });
-    }
-    if let Some(from) = &c.from {
-        let Some(src_stage) = df.stage(from) else {
-            return Err(BuildError::step(line, format!("COPY --from={from}: no stage named {from:?} (copying from an image needs registry support)"), Some("name a stage defined above with `FROM ... AS name`")));
-        };
-        let st = done.get(&src_stage.index).ok_or_else(|| {
-            BuildError::step(
-                line,
-                format!("COPY --from={from} refers to a stage that is defined later"),
-                None,
-            )
-        })?;
-        for src in &c.sources {
-            let key = crate::frontend::dockerignore::clean_path(&format!("/{src}"))
-                .trim_start_matches('/')
-                .to_string();
-            let matched: Vec<&Entry> = st
-                .files
-                .values()
-                .filter(|e| {
-                    key.is_empty()
-                        || e.path == key
-                        || e.path.starts_with(&format!("{key}/"))
-                        || crate::frontend::dockerignore::glob_match(&key, &e.path).unwrap_or(false)
-                })
-                .collect();
-            if matched.is_empty() {
-                let hint = if st.opaque_base {
-                    Some("copying files of a stage's base image needs layer unpacking, which this rbuild does not do yet")
-                } else {
-                    None
-                };
-                return Err(BuildError::step(
-                    line,
-                    format!("COPY --from={from}: {src:?} not found in that stage"),
-                    hint,
-                ));
-            }
-            let single_file = matched.len() == 1
-                && matched[0].path == key
-                && !matches!(matched[0].kind, Kind::Dir);
-            for e in matched {
-                let rel = if single_file {
-                    if dest_is_dir {
-                        e.path.rsplit('/').next().unwrap_or(&e.path).to_string()
-                    } else {
-                        String::new()
-                    }
-                } else {
-                    e.path
-                        .strip_prefix(&key)
-                        .unwrap_or(&e.path)
-                        .trim_start_matches('/')
-                        .to_string()
-                };
-                let mut n = e.clone();
-                n.path = join_dest(&dest, &rel);
-                if c.chown.is_some() {
-                    n.uid = owner.0;
-                    n.gid = owner.1;
-                }
-                if let (Some(m), false) = (chmod, matches!(n.kind, Kind::Symlink(_))) {
-                    n.mode = m;
-                }
-                if !n.path.is_empty() {
-                    entries.push(n);
-                }
-            }
-        }
-    } else {
-        for src in &c.sources {
-            let (selected, is_dir) = ctx
-                .select(src)
-                .map_err(|source| BuildError::Context { line, source })?;
-            let single_file = !is_dir && selected.len() == 1 && !src.contains(['*', '?', '[']);
-            let selected: Vec<_> = selected
-                .into_iter()
-                .map(|mut s| {
-                    if single_file {
-                        s.dest_rel = if dest_is_dir {
-                            s.rel.rsplit('/').next().unwrap_or(&s.rel).to_string()
-                        } else {
-                            String::new()
-                        };
-                    }
-                    s
-                })
-                .collect();
-            entries.extend(
-                ctx.entries(&selected, &dest, owner, chmod)
-                    .map_err(|source| BuildError::Context { line, source })?,
-            );
-        }
-    }
-    // Missing parents of the destination are created (owned by root, like Docker).
-    // A directory destination takes the copy's owner; a file destination's parents stay root's.
-    let mut dirs = if dest_is_dir {
-        parent_dirs(&dest, true, owner)
-    } else {
-        parent_dirs(&dest, false, (0, 0))
-    };
-    let present: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
-    dirs.retain(|d| !present.contains(&d.path));
-    entries.extend(dirs);
-    Ok(entries)
 }
 
 fn write_layer(

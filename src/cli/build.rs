@@ -1,9 +1,8 @@
 //! `rbuild build`: flags → build options, run the build, tag, write outputs, print the digest.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use crate::build::{self, context::ignore_file, BuildError, BuildOptions};
+use crate::export::archive::{write_archive, Flavor};
+use crate::export::Output;
 use crate::frontend::expand::{host_platform, Platforms};
 use crate::frontend::instructions::Dockerfile;
 use crate::layer::compress::Compression;
@@ -32,21 +31,6 @@ fn key_values(
             )),
         })
         .collect()
-}
-
-enum Output {
-    OciDir(PathBuf),
-}
-
-fn parse_output(s: &str) -> Result<Output, CliError> {
-    let fields: BTreeMap<&str, &str> = s.split(',').filter_map(|f| f.split_once('=')).collect();
-    match (fields.get("type").copied(), fields.get("dest")) {
-        (Some("oci"), Some(dest)) if !dest.ends_with(".tar") => Ok(Output::OciDir(PathBuf::from(dest))),
-        _ => Err(usage(
-            format!("unsupported output {s:?}"),
-            "this rbuild writes `-o type=oci,dest=DIR` (an OCI layout directory); tar archives come later",
-        )),
-    }
 }
 
 pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
@@ -82,7 +66,14 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
     let outputs = a
         .outputs
         .iter()
-        .map(|o| parse_output(o))
+        .map(|o| {
+            Output::parse(o).map_err(|e| {
+                usage(
+                    format!("invalid --output {o:?}: {e}"),
+                    "use type=oci,dest=DIR|FILE.tar, type=docker,dest=FILE.tar or type=local,dest=DIR",
+                )
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let compression = Compression::parse(&a.compression).ok_or_else(|| {
         usage(
@@ -132,16 +123,33 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
             .set_tag(&t.to_string(), &built.manifest, &created)
             .map_err(|e| CliError::new(ExitKind::Failure, e.to_string()))?;
     }
+    let mtime = opts.epoch.unwrap_or(0);
     for o in &outputs {
+        let failed = |what: &str, dest: &std::path::Path, e: String| {
+            CliError::new(
+                ExitKind::Failure,
+                format!("writing {what} {}: {e}", dest.display()),
+            )
+            .hinted("check that the destination's directory exists and is writable")
+        };
         match o {
             Output::OciDir(dir) => {
                 let tag = tags.first().and_then(|t| t.tag.clone());
-                crate::export::write_oci_dir(&store, &built, dir, tag.as_deref()).map_err(|e| {
-                    CliError::new(
-                        ExitKind::Failure,
-                        format!("writing OCI layout {}: {e}", dir.display()),
-                    )
-                })?;
+                crate::export::write_oci_dir(&store, &built, dir, tag.as_deref())
+                    .map_err(|e| failed("OCI layout", dir, e.to_string()))?;
+            }
+            Output::OciTar(file) | Output::DockerTar(file) => {
+                let flavor = if matches!(o, Output::OciTar(_)) {
+                    Flavor::Oci
+                } else {
+                    Flavor::Docker
+                };
+                write_archive(&store, &built, file, &tags, flavor, mtime)
+                    .map_err(|e| failed("archive", file, e.to_string()))?;
+            }
+            Output::Local(dir) => {
+                crate::export::local::write_local(&store, &built, dir)
+                    .map_err(|e| failed("files to", dir, e.to_string()))?;
             }
         }
     }

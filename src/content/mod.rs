@@ -169,6 +169,15 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
+    /// A fresh scratch directory under `<root>/tmp` (unpacked archives and the like).
+    pub fn temp_dir(&self, hint: &str) -> Result<TempDir, StoreError> {
+        let dir = self.root.join("tmp");
+        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        let path = temp_name(&dir, hint);
+        fs::create_dir(&path).map_err(io_err("create directory", &path))?;
+        Ok(TempDir { path })
+    }
+
     /// Starts writing a blob.
     pub fn ingest(&self) -> Result<Ingest, StoreError> {
         let path = temp_name(&self.ingest_dir(), "blob");
@@ -378,6 +387,25 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A scratch directory inside the store (same filesystem as the blobs), removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
     }
 }
 

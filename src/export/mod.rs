@@ -1,59 +1,90 @@
-//! Outputs: an OCI image layout directory (what `skopeo`, `umoci` and `FROM oci-layout://`
-//! read), with the manifest annotated `org.opencontainers.image.ref.name` = the tag.
+//! Outputs (`-o/--output`): OCI layout directories ([`oci_dir`]), OCI and `docker load` tar
+//! archives ([`archive`]), and the image's root filesystem as a plain directory ([`local`]).
 
-use std::collections::BTreeMap;
-use std::path::Path;
+pub mod archive;
+pub mod local;
+pub mod oci_dir;
 
-use crate::build::Built;
-use crate::content::{io_err as io, write_atomic, Descriptor, Store, StoreError};
-use crate::reference::Digest;
+use std::path::PathBuf;
 
-/// Writes (or adds to) an OCI layout at `dest`; `ref_name` becomes the manifest's tag there.
-pub fn write_oci_dir(
-    store: &Store,
-    built: &Built,
-    dest: &Path,
-    ref_name: Option<&str>,
-) -> Result<(), StoreError> {
-    let blobs = dest.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).map_err(io("create directory", &blobs))?;
-    write_atomic(
-        &dest.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
-    let mut all: Vec<&Descriptor> = built.layers.iter().collect();
-    all.push(&built.config_desc);
-    all.push(&built.manifest);
-    for d in all {
-        let dg = Digest::parse(&d.digest).map_err(|_| StoreError::BadDigest(d.digest.clone()))?;
-        let target = blobs.join(dg.hex());
-        if target.exists() {
-            continue;
+pub use oci_dir::write_oci_dir;
+
+/// One `-o` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `type=oci,dest=DIR`: an OCI image layout directory.
+    OciDir(PathBuf),
+    /// `type=oci,dest=FILE.tar` (or `-` for stdout): an OCI layout in a tar.
+    OciTar(PathBuf),
+    /// `type=docker,dest=FILE.tar` (or `-`): what `docker load` reads (also an OCI layout).
+    DockerTar(PathBuf),
+    /// `type=local,dest=DIR`: the final filesystem, unpacked.
+    Local(PathBuf),
+}
+
+impl Output {
+    /// Parses BuildKit's `type=...,dest=...` syntax; `tar=false` keeps an OCI output a directory.
+    pub fn parse(s: &str) -> Result<Output, String> {
+        let mut kind = None;
+        let mut dest = None;
+        let mut tar: Option<bool> = None;
+        for field in s.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("field {field:?} is not KEY=VALUE"))?;
+            match k {
+                "type" => kind = Some(v),
+                "dest" => dest = Some(PathBuf::from(v)),
+                "tar" => tar = Some(v == "true"),
+                // Accepted for compatibility; names come from -t.
+                "name" | "compression" | "oci-mediatypes" | "push" => {}
+                _ => return Err(format!("unknown output attribute {k:?}")),
+            }
         }
-        let src = store.blob_path(&dg);
-        let tmp = blobs.join(format!(".{}.tmp", dg.hex()));
-        // Hard link when on the same filesystem, else copy.
-        if std::fs::hard_link(&src, &tmp).is_err() {
-            std::fs::copy(&src, &tmp).map_err(io("copy", &src))?;
+        let dest = dest.ok_or("missing dest=")?;
+        let is_tar = tar.unwrap_or_else(|| {
+            dest.as_os_str() == "-" || dest.extension().is_some_and(|e| e == "tar")
+        });
+        match kind {
+            Some("oci") if is_tar => Ok(Output::OciTar(dest)),
+            Some("oci") => Ok(Output::OciDir(dest)),
+            Some("docker") => Ok(Output::DockerTar(dest)),
+            Some("local") => Ok(Output::Local(dest)),
+            Some(other) => Err(format!("unknown output type {other:?}")),
+            None => Err("missing type=".into()),
         }
-        std::fs::rename(&tmp, &target).map_err(io("rename into", &target))?;
     }
-    let index_path = dest.join("index.json");
-    let mut manifests: Vec<serde_json::Value> = std::fs::read(&index_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["manifests"].as_array().cloned())
-        .unwrap_or_default();
-    let mut desc = built.manifest.clone();
-    desc.annotations = BTreeMap::new();
-    if let Some(r) = ref_name {
-        desc.annotations
-            .insert("org.opencontainers.image.ref.name".into(), r.to_string());
-        manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != r);
-    } else {
-        manifests.retain(|m| m["digest"] != desc.digest.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_flags_like_buildkit() {
+        assert_eq!(
+            Output::parse("type=oci,dest=out").unwrap(),
+            Output::OciDir("out".into())
+        );
+        assert_eq!(
+            Output::parse("type=oci,dest=img.tar").unwrap(),
+            Output::OciTar("img.tar".into())
+        );
+        assert_eq!(
+            Output::parse("type=oci,dest=x,tar=true").unwrap(),
+            Output::OciTar("x".into())
+        );
+        assert_eq!(
+            Output::parse("type=docker,dest=-").unwrap(),
+            Output::DockerTar("-".into())
+        );
+        assert_eq!(
+            Output::parse("type=local,dest=rootfs").unwrap(),
+            Output::Local("rootfs".into())
+        );
+        assert!(Output::parse("type=registry").unwrap_err().contains("dest"));
+        assert!(Output::parse("type=foo,dest=x")
+            .unwrap_err()
+            .contains("foo"));
     }
-    manifests.push(serde_json::to_value(&desc).expect("json"));
-    let index = serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_V1, "manifests": manifests});
-    write_atomic(&index_path, &serde_json::to_vec(&index).expect("json"))
 }

@@ -1,6 +1,12 @@
-//! Shared test helpers: locating the conformance corpus, reporting pass counts.
+//! Shared test helpers: a workspace (context, store, output) around the rbuild binary,
+//! third-party tools, OCI layouts made by hand, the conformance corpus and pass counts.
+#![allow(dead_code)]
 
-use std::path::PathBuf;
+pub mod layout;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The conformance corpus (`RBUILD_CONFORMANCE_DIR`, default `../shared/conformance`).
 /// Missing corpus: a failure under `CI=true`, a loud skip otherwise.
@@ -69,5 +75,112 @@ impl Tally {
                 shown.join("\n---\n")
             );
         }
+    }
+}
+
+/// Runs the rbuild binary.
+pub fn rbuild(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+    c.args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("rbuild runs")
+}
+
+/// Runs a third-party tool, failing with an install hint when it is missing.
+pub fn tool(name: &str, args: &[&str]) -> Output {
+    let out = Command::new(name).args(args).output().unwrap_or_else(|e| {
+        panic!("{name} is required for this test ({e}); install it with `apt-get install {name}` (scripts/test.sh does)")
+    });
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes a file, creating parents.
+pub fn write(dir: &Path, rel: &str, data: &str) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+/// A temp directory with a context (`ctx/`), a store (`store/`) and an output dir (`out/`).
+pub struct Workspace {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn ctx(&self) -> PathBuf {
+        self.tmp.path().join("ctx")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.tmp.path().join("out")
+    }
+    /// `-o type=oci,dest=<out>`.
+    pub fn oci_output(&self) -> String {
+        format!("type=oci,dest={}", self.out().display())
+    }
+    /// Runs rbuild with `args`, then `--root <store> <ctx>`.
+    pub fn rbuild(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let root = self.tmp.path().join("store");
+        let ctx = self.ctx();
+        let mut all = args.to_vec();
+        all.extend(["--root", root.to_str().unwrap(), ctx.to_str().unwrap()]);
+        rbuild(&all, envs)
+    }
+}
+
+/// True when the tests run as root (ownership is only preserved then).
+pub fn is_root() -> bool {
+    rustix_free_euid() == 0
+}
+
+fn rustix_free_euid() -> u32 {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+impl Workspace {
+    /// Builds the context with `-t app:v1 -o type=oci,dest=<out>` plus `args`; panics with
+    /// rbuild's stderr on failure.
+    pub fn build_ok(&self, args: &[&str]) -> Output {
+        let out = self.oci_output();
+        let mut all = vec!["-t", "app:v1", "-o", &out];
+        all.extend_from_slice(args);
+        let o = self.rbuild(&all, &[]);
+        assert!(
+            o.status.success(),
+            "build failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    /// Unpacks `<out>:v1` with umoci and returns the rootfs.
+    pub fn unpack(&self) -> PathBuf {
+        let bundle = self.tmp.path().join("bundle");
+        let _ = fs::remove_dir_all(&bundle);
+        let image = format!("{}:v1", self.out().display());
+        let mut args = vec!["unpack"];
+        if !is_root() {
+            args.push("--rootless");
+        }
+        args.extend(["--image", &image, bundle.to_str().unwrap()]);
+        tool("umoci", &args);
+        bundle.join("rootfs")
     }
 }

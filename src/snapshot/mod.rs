@@ -1,0 +1,208 @@
+//! Snapshots: image layers unpacked on disk, shared by every build that needs them.
+//!
+//! A flattened root filesystem for a stack of layers lives at
+//! `<store>/snapshots/flat/<chain-id>` (the OCI chain ID names exactly that stack). It is
+//! unpacked into a temp directory while each layer's uncompressed sha256 is checked against its
+//! diff_id, then renamed into place: a crash leaves only a `.tmp-*` directory, never a
+//! half-unpacked snapshot under its final name.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+use crate::content::{Descriptor, Store, StoreError};
+use crate::layer::apply::{apply_layer, ApplyError};
+use crate::layer::read::{decoder, Format};
+use crate::reference::Digest;
+
+/// Snapshot failures.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A layer could not be applied.
+    #[error("layer {digest}: {source}")]
+    Apply {
+        /// The layer's digest.
+        digest: String,
+        /// Why.
+        #[source]
+        source: ApplyError,
+    },
+    /// A layer's content does not match the diff_id the image config declares.
+    #[error("layer {digest} unpacks to {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        /// The layer's digest.
+        digest: String,
+        /// From the config.
+        expected: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// A layer media type rbuild cannot read.
+    #[error("layer {digest} has media type {media_type:?}, which rbuild cannot unpack")]
+    MediaType {
+        /// The layer's digest.
+        digest: String,
+        /// Its media type.
+        media_type: String,
+    },
+    /// A filesystem operation on the snapshot area failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was done.
+        op: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The OCI chain ID of a stack of diff_ids (`None` for no layers).
+pub fn chain_id(diff_ids: &[String]) -> Option<String> {
+    let mut it = diff_ids.iter();
+    let mut id = it.next()?.clone();
+    for d in it {
+        id = Digest::from_sha256(&Sha256::digest(format!("{id} {d}").as_bytes())).to_string();
+    }
+    Some(id)
+}
+
+/// Hashes what passes through a reader.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The flattened root filesystem of `layers` (with their `diff_ids`), unpacked once.
+pub fn flat_rootfs(
+    store: &Store,
+    layers: &[Descriptor],
+    diff_ids: &[String],
+) -> Result<PathBuf, SnapshotError> {
+    let area = store.root().join("snapshots/flat");
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SnapshotError::Io { op, path, source }
+    };
+    std::fs::create_dir_all(&area).map_err(io("create", &area))?;
+    let name = chain_id(diff_ids)
+        .map(|c| c.trim_start_matches("sha256:").to_string())
+        .unwrap_or_else(|| "empty".into());
+    let dest = area.join(&name);
+    if dest.is_dir() {
+        return Ok(dest);
+    }
+    let tmp = area.join(format!(".tmp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(io("create", &tmp))?;
+    let result = (|| {
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+            let format = Format::from_media_type(&layer.media_type).ok_or_else(|| {
+                SnapshotError::MediaType {
+                    digest: layer.digest.clone(),
+                    media_type: layer.media_type.clone(),
+                }
+            })?;
+            let digest = Digest::parse(&layer.digest)
+                .map_err(|_| StoreError::BadDigest(layer.digest.clone()))?;
+            let blob = store.open_blob(&digest)?;
+            let dec = decoder(blob, format).map_err(|e| SnapshotError::Apply {
+                digest: layer.digest.clone(),
+                source: ApplyError::Read(e),
+            })?;
+            let mut hr = HashingReader {
+                inner: dec,
+                hash: Sha256::new(),
+            };
+            apply_layer(&tmp, &mut hr).map_err(|source| SnapshotError::Apply {
+                digest: layer.digest.clone(),
+                source,
+            })?;
+            // The tar reader stops at the end-of-archive marker; hash the padding after it too.
+            io::copy(&mut hr, &mut io::sink()).map_err(|e| SnapshotError::Apply {
+                digest: layer.digest.clone(),
+                source: ApplyError::Read(e),
+            })?;
+            let actual = Digest::from_sha256(&hr.hash.finalize()).to_string();
+            if &actual != diff_id {
+                return Err(SnapshotError::DiffIdMismatch {
+                    digest: layer.digest.clone(),
+                    expected: diff_id.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    match std::fs::rename(&tmp, &dest) {
+        Ok(()) => Ok(dest),
+        // Another build unpacked the same stack meanwhile: use theirs.
+        Err(_) if dest.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(dest)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(io("rename into", &dest)(e))
+        }
+    }
+}
+
+/// Reads `rel` inside an unpacked root, resolving symlinks as the container would (never
+/// outside `root`). `None` when it does not exist or is not a readable file.
+pub fn read_in_root(root: &Path, rel: &str) -> Option<Vec<u8>> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let dir = std::fs::File::open(root).ok()?;
+    let fd = openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let mut f = std::fs::File::from(fd);
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut out = Vec::new();
+    // /etc/passwd and friends are small; a hostile image's huge file is cut off.
+    (&mut f).take(16 << 20).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_id_follows_the_oci_definition() {
+        let a = "sha256:aaaa".to_string();
+        let b = "sha256:bbbb".to_string();
+        assert_eq!(chain_id(&[]), None);
+        assert_eq!(chain_id(std::slice::from_ref(&a)), Some(a.clone()));
+        let expect = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(b"sha256:aaaa sha256:bbbb"))
+        );
+        assert_eq!(chain_id(&[a, b]), Some(expect));
+    }
+}

@@ -1,0 +1,279 @@
+//! COPY and ADD sources beyond the plain context: images and stages with base layers (whiteouts
+//! applied, names from their /etc/passwd), local archives ADD unpacks, `--exclude`, `--parents`,
+//! and hostile base layers refused.
+
+use std::fs;
+use std::io::Write;
+
+use crate::support::layout::{file, write_layout, Item};
+use crate::support::{is_root, tool, write, Workspace};
+
+/// A two-layer base: the second deletes a file and makes a directory opaque.
+fn base_with_whiteouts(dir: &std::path::Path) {
+    write_layout(
+        dir,
+        "v1",
+        &[
+            vec![
+                Item::Dir("etc"),
+                file(
+                    "etc/passwd",
+                    b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+                ),
+                file("etc/group", b"root:x:0:\nstaff:x:50:\n"),
+                Item::Dir("data"),
+                file("data/keep.txt", b"keep"),
+                file("data/gone.txt", b"gone"),
+                Item::Dir("cache"),
+                file("cache/old", b"old"),
+                Item::Symlink("hostetc", "/etc"),
+            ],
+            vec![
+                file("data/.wh.gone.txt", b""),
+                Item::Dir("cache"),
+                file("cache/.wh..wh..opq", b""),
+                file("cache/new", b"new"),
+            ],
+        ],
+    );
+}
+
+#[test]
+fn copy_from_an_image_sees_its_layers_with_whiteouts_applied() {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("base");
+    base_with_whiteouts(&base);
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM scratch\nCOPY --from=base /data /data\nCOPY --from=base /cache /cache\n",
+    );
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    assert_eq!(
+        fs::read_to_string(root.join("data/keep.txt")).unwrap(),
+        "keep"
+    );
+    assert!(
+        !root.join("data/gone.txt").exists(),
+        "whited-out file copied"
+    );
+    assert_eq!(fs::read_to_string(root.join("cache/new")).unwrap(), "new");
+    assert!(
+        !root.join("cache/old").exists(),
+        "opaque dir leaked a lower file"
+    );
+}
+
+#[test]
+fn symlinks_in_an_image_never_reach_the_host() {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("base");
+    base_with_whiteouts(&base);
+    // /hostetc -> /etc resolves to the image's /etc, which has no `hostname` (the host's has).
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM scratch\nCOPY --from=base /hostetc/hostname /h\n",
+    );
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let o = ws.rbuild(&["--build-context", &bc], &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not found"), "{err}");
+    // ... while the image's own /etc is reachable through the same link.
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM scratch\nCOPY --from=base /hostetc/group /g\n",
+    );
+    ws.build_ok(&["--build-context", &bc]);
+    assert_eq!(
+        fs::read_to_string(ws.unpack().join("g")).unwrap(),
+        "root:x:0:\nstaff:x:50:\n"
+    );
+}
+
+#[test]
+fn chown_by_name_uses_the_base_images_passwd_and_group() {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("base");
+    base_with_whiteouts(&base);
+    write(&ws.ctx(), "f.txt", "x");
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM base\nCOPY --chown=app:staff f.txt /f.txt\nUSER app\nWORKDIR /home/app/work\n",
+    );
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    ws.build_ok(&["--build-context", &bc]);
+    // Read the owners straight from the layers with GNU tar.
+    let image = format!("oci:{}:v1", ws.out().display());
+    let m: serde_json::Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", "--raw", &image]).stdout).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    let listing = |i: usize| {
+        let d = layers[i]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let blob = ws.out().join("blobs/sha256").join(d);
+        String::from_utf8(tool("tar", &["--numeric-owner", "-tvzf", blob.to_str().unwrap()]).stdout)
+            .unwrap()
+    };
+    let copy = listing(layers.len() - 2);
+    assert!(copy.contains("1000/50") && copy.contains("f.txt"), "{copy}");
+    let workdir = listing(layers.len() - 1);
+    assert!(
+        workdir
+            .lines()
+            .any(|l| l.contains("1000/1000") && l.contains("home/app/work")),
+        "{workdir}"
+    );
+}
+
+fn tar_with(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o640);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn add_unpacks_local_archives_and_copy_does_not() {
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
+    fs::create_dir_all(&ctx).unwrap();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(&tar_with("from-gz.txt", b"gz")).unwrap();
+        e.finish().unwrap()
+    };
+    let bz = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::new(6));
+        e.write_all(&tar_with("from-bz2.txt", b"bz2")).unwrap();
+        e.finish().unwrap()
+    };
+    let xz = {
+        let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        e.write_all(&tar_with("from-xz.txt", b"xz")).unwrap();
+        e.finish().unwrap()
+    };
+    let zst = zstd::encode_all(&tar_with("from-zst.txt", b"zst")[..], 3).unwrap();
+    fs::write(ctx.join("a.tar.gz"), &gz).unwrap();
+    fs::write(ctx.join("b.tar.bz2"), &bz).unwrap();
+    fs::write(ctx.join("c.tar.xz"), &xz).unwrap();
+    fs::write(ctx.join("d.tar.zst"), &zst).unwrap();
+    fs::write(ctx.join("e.tar"), tar_with("from-tar.txt", b"tar")).unwrap();
+    let notatar = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(b"just text").unwrap();
+        e.finish().unwrap()
+    };
+    fs::write(ctx.join("notes.gz"), &notatar).unwrap();
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nADD a.tar.gz b.tar.bz2 c.tar.xz d.tar.zst e.tar /x/\nADD notes.gz /y/\nCOPY a.tar.gz /z/\nADD --unpack=false e.tar /w/\n",
+    );
+    ws.build_ok(&[]);
+    let root = ws.unpack();
+    for (f, want) in [
+        ("from-gz.txt", "gz"),
+        ("from-bz2.txt", "bz2"),
+        ("from-xz.txt", "xz"),
+        ("from-zst.txt", "zst"),
+        ("from-tar.txt", "tar"),
+    ] {
+        assert_eq!(
+            fs::read_to_string(root.join("x").join(f)).unwrap(),
+            want,
+            "{f}"
+        );
+    }
+    assert_eq!(fs::read(root.join("y/notes.gz")).unwrap(), notatar);
+    assert_eq!(fs::read(root.join("z/a.tar.gz")).unwrap(), gz);
+    assert!(root.join("w/e.tar").is_file());
+}
+
+#[test]
+fn exclude_and_parents_shape_what_is_copied() {
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
+    for f in [
+        "src/a.md",
+        "src/a.rs",
+        "src/sub/b.md",
+        "src/sub/b.rs",
+        "docs/c/d.txt",
+    ] {
+        write(&ctx, f, f);
+    }
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\n\
+         COPY --exclude=*.md src /e/\n\
+         COPY --exclude=**/*.md src /e2/\n\
+         COPY --parents docs/c/d.txt /p/\n\
+         COPY --parents ./docs/./c/d.txt /q/\n",
+    );
+    ws.build_ok(&[]);
+    let root = ws.unpack();
+    assert!(root.join("e/a.rs").is_file());
+    assert!(!root.join("e/a.md").exists());
+    assert!(
+        root.join("e/sub/b.md").is_file(),
+        "*.md matches one level only"
+    );
+    assert!(root.join("e2/sub/b.rs").is_file());
+    assert!(!root.join("e2/sub/b.md").exists());
+    assert_eq!(
+        fs::read_to_string(root.join("p/docs/c/d.txt")).unwrap(),
+        "docs/c/d.txt"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("q/c/d.txt")).unwrap(),
+        "docs/c/d.txt"
+    );
+}
+
+#[test]
+fn hostile_base_layers_are_refused_and_name_the_layer() {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("base");
+    write_layout(
+        &base,
+        "v1",
+        &[vec![file("ok", b"1"), file("../../escaped-by-layer", b"x")]],
+    );
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM scratch\nCOPY --from=base /ok /ok\n",
+    );
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let o = ws.rbuild(&["--build-context", &bc], &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("sha256:")
+            && err.contains("../../escaped-by-layer")
+            && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!ws.tmp.path().join("escaped-by-layer").exists());
+    assert!(!ws
+        .tmp
+        .path()
+        .parent()
+        .unwrap()
+        .join("escaped-by-layer")
+        .exists());
+    let _ = is_root();
+}

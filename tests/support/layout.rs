@@ -1,0 +1,104 @@
+//! OCI image layouts made by hand, for bases the tests need: whiteouts across layers, owners,
+//! hostile entries. Written with the `tar` crate's raw headers so names are not sanitised.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// One tar entry of a hand-made layer.
+pub enum Item<'a> {
+    /// A regular file with mode 0644 (or the given mode) owned by uid/gid.
+    File(&'a str, &'a [u8], u32, u32, u32),
+    /// A directory (0755, root).
+    Dir(&'a str),
+    /// A symlink.
+    Symlink(&'a str, &'a str),
+    /// A hard link.
+    Hardlink(&'a str, &'a str),
+}
+
+/// A regular root-owned file, mode 0644.
+pub fn file<'a>(path: &'a str, data: &'a [u8]) -> Item<'a> {
+    Item::File(path, data, 0o644, 0, 0)
+}
+
+/// The bytes of an uncompressed layer tar holding `items` in order.
+pub fn layer_tar(items: &[Item<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for it in items {
+        let mut h = tar::Header::new_gnu();
+        let (name, data): (&str, &[u8]) = match it {
+            Item::File(p, d, mode, uid, gid) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_uid(*uid as u64);
+                h.set_gid(*gid as u64);
+                (p, d)
+            }
+            Item::Dir(p) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                (p, b"")
+            }
+            Item::Symlink(p, t) | Item::Hardlink(p, t) => {
+                h.set_entry_type(if matches!(it, Item::Symlink(..)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                });
+                h.set_mode(0o777);
+                h.set_link_name(t).unwrap();
+                (p, b"")
+            }
+        };
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_000_000);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn put(dir: &Path, data: &[u8]) -> (String, usize) {
+    let d = hex::encode(Sha256::digest(data));
+    fs::write(dir.join("blobs/sha256").join(&d), data).unwrap();
+    (format!("sha256:{d}"), data.len())
+}
+
+/// Writes an OCI layout at `dir` with one gzip layer per entry of `layers`, tagged `tag`.
+/// Returns the manifest digest.
+pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<Item<'_>>]) -> String {
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let raw = layer_tar(l);
+        diff_ids.push(format!("sha256:{}", hex::encode(Sha256::digest(&raw))));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let (d, n) = put(dir, &gz.finish().unwrap());
+        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
+    }
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": layers.iter().map(|_| json!({"created_by": "test"})).collect::<Vec<_>>(),
+    });
+    let (cd, cs) = put(dir, config.to_string().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": descs,
+    });
+    let (md, ms) = put(dir, manifest.to_string().as_bytes());
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
