@@ -1,4 +1,6 @@
 //! rbuild's integration tests: one module per capability.
+#[path = "base_images.rs"]
+mod base_images;
 #[path = "build_image.rs"]
 mod build_image;
 mod conformance;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::content::{Descriptor, Store, StoreError};
-use crate::image::{ImageConfig, Manifest};
+use crate::image::{ImageConfig, Manifest, Platform};
 use crate::reference::Digest;
 
 /// Base image failures.
@@ -23,6 +23,16 @@ pub enum BaseError {
         /// What is wrong.
         message: String,
     },
+    /// The image is for another platform than the build.
+    #[error("base image {image} is {have}, but the build is for {want}")]
+    Platform {
+        /// The image as named.
+        image: String,
+        /// Its platform.
+        have: String,
+        /// The build's.
+        want: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -34,6 +44,7 @@ impl BaseError {
         match self {
             BaseError::Unsupported(_) => Some("use a local base: `FROM oci-layout:///path/to/layout[:tag]`, or `--build-context NAME=oci-layout://...`".into()),
             BaseError::Layout { .. } => Some("check the path and tag; `skopeo inspect oci:PATH:TAG` shows what the layout holds".into()),
+            BaseError::Platform { have, .. } => Some(format!("build with `--platform {have}`, or write `FROM --platform={have} ...` if that is intended")),
             _ => None,
         }
     }
@@ -110,21 +121,42 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| err(format!("manifest {digest}: {e}")))?;
         if v["manifests"].is_array() {
-            let want = platform
-                .map(String::from)
-                .unwrap_or_else(crate::frontend::expand::host_platform);
-            let found = v["manifests"].as_array().unwrap().iter().find(|m| {
-                let p = &m["platform"];
-                let s = format!(
-                    "{}/{}",
-                    p["os"].as_str().unwrap_or(""),
-                    p["architecture"].as_str().unwrap_or("")
-                );
-                want.starts_with(&s)
+            let want = Platform::parse(
+                &platform
+                    .map(String::from)
+                    .unwrap_or_else(crate::frontend::expand::host_platform),
+            );
+            let list = v["manifests"].as_array().cloned().unwrap_or_default();
+            let field = |m: &serde_json::Value, k: &str| {
+                m["platform"][k].as_str().unwrap_or("").to_string()
+            };
+            let found = list.iter().find(|m| {
+                want.matches(
+                    &field(m, "os"),
+                    &field(m, "architecture"),
+                    &field(m, "variant"),
+                )
             });
-            desc = found
-                .cloned()
-                .ok_or_else(|| err(format!("no manifest for platform {want} in index {digest}")))?;
+            desc = match found {
+                Some(d) => d.clone(),
+                None => {
+                    let have: Vec<String> = list
+                        .iter()
+                        .map(|m| {
+                            Platform {
+                                os: field(m, "os"),
+                                architecture: field(m, "architecture"),
+                                variant: field(m, "variant"),
+                            }
+                            .to_string()
+                        })
+                        .collect();
+                    return Err(err(format!(
+                        "no image for platform {want} in index {digest} (it has: {})",
+                        have.join(", ")
+                    )));
+                }
+            };
             continue;
         }
         let manifest: Manifest =
@@ -132,10 +164,18 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
         let cfg_bytes = import_metadata(&dir, &manifest.config.digest, store).map_err(&err)?;
         let config: ImageConfig = serde_json::from_slice(&cfg_bytes)
             .map_err(|e| err(format!("config {}: {e}", manifest.config.digest)))?;
-        if let Some(p) = platform {
-            let have = format!("{}/{}", config.os, config.architecture);
-            if !p.starts_with(&have) {
-                return Err(err(format!("image is {have}, but --platform asks for {p}")));
+        if let Some(p) = platform.map(Platform::parse) {
+            if !p.matches(&config.os, &config.architecture, &config.variant) {
+                let have = Platform {
+                    os: config.os.clone(),
+                    architecture: config.architecture.clone(),
+                    variant: config.variant.clone(),
+                };
+                return Err(BaseError::Platform {
+                    image: spec.to_string(),
+                    have: have.to_string(),
+                    want: p.to_string(),
+                });
             }
         }
         for l in &manifest.layers {

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::content::{Descriptor, Store, StoreError};
 use crate::frontend::expand::{GlobalScope, Platforms, ScopeError, StageScope};
-use crate::frontend::instructions::{Command, Dockerfile, Instruction, Stage};
+use crate::frontend::instructions::{Command, Dockerfile, Instruction, Stage, Step};
 use crate::image::{self, Empty, HealthConfig, History, ImageConfig, Manifest};
 use crate::layer::compress::{Compression, LayerWriter};
 use crate::layer::tar::{write_tar, Entry, Kind};
@@ -217,10 +217,51 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         .into_iter()
         .map(|a| format!("build argument {a:?} is not declared by any ARG in the Dockerfile"))
         .collect();
-    for &i in &needed {
-        let stage = &df.stages[i];
-        let state = build_stage(df, stage, &global, &ctx, store, opts, &done, created)?;
-        done.insert(i, state);
+    // Stages whose dependencies are built run together, each on its own thread.
+    let mut pending = needed;
+    while !pending.is_empty() {
+        let ready: Vec<usize> = pending
+            .iter()
+            .copied()
+            .filter(|i| stage_deps(df, *i).iter().all(|d| done.contains_key(d)))
+            .collect();
+        if ready.is_empty() {
+            return Err(BuildError::step(
+                1,
+                "stages depend on each other in a cycle",
+                None,
+            ));
+        }
+        pending.retain(|i| !ready.contains(i));
+        let run = |i: usize| {
+            build_stage(
+                df,
+                &df.stages[i],
+                &global,
+                &ctx,
+                store,
+                opts,
+                &done,
+                created,
+            )
+        };
+        let results: Vec<(usize, Result<StageState, BuildError>)> = if ready.len() == 1 {
+            vec![(ready[0], run(ready[0]))]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = ready
+                    .iter()
+                    .map(|&i| (i, s.spawn(move || run(i))))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+                    .collect()
+            })
+        };
+        for (i, r) in results {
+            done.insert(i, r?);
+        }
     }
     let mut state = done.remove(&target).expect("target built");
     for (k, v) in &opts.labels {
@@ -253,27 +294,65 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// A base image's ONBUILD triggers as steps, reported at the stage's FROM line.
+fn onbuild_steps(triggers: &[String], base: &str, stage: &Stage) -> Result<Vec<Step>, BuildError> {
+    let mut steps = Vec::new();
+    for t in triggers {
+        let bad = |why: String| {
+            BuildError::step(
+                stage.span.start,
+                format!("ONBUILD trigger {t:?} of base image {base}: {why}"),
+                Some("the base image carries an invalid trigger; rebuild it or use another base"),
+            )
+        };
+        let df =
+            Dockerfile::parse(&format!("FROM scratch\n{t}\n")).map_err(|e| bad(e.to_string()))?;
+        let mut found = df
+            .stages
+            .into_iter()
+            .next()
+            .map(|s| s.steps)
+            .unwrap_or_default();
+        if found.len() != 1 {
+            return Err(bad("not exactly one instruction".into()));
+        }
+        let mut step = found.remove(0);
+        step.span = stage.span;
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+/// Stages stage `i` reads (its FROM and COPY --from), all defined before it.
+fn stage_deps(df: &Dockerfile, i: usize) -> Vec<usize> {
+    let s = &df.stages[i];
+    let mut refs = vec![s.base.clone()];
+    for st in &s.steps {
+        if let Instruction::Copy(c) = &st.instruction {
+            refs.extend(c.from.clone());
+        }
+    }
+    let mut deps: Vec<usize> = refs
+        .iter()
+        .filter_map(|r| {
+            df.stage(r)
+                .map(|d| d.index)
+                .or_else(|| r.parse::<usize>().ok())
+        })
+        .filter(|d| *d < i)
+        .collect();
+    deps.sort_unstable();
+    deps.dedup();
+    deps
+}
+
 /// Stages the target depends on (through FROM and COPY --from), in build order.
 fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
     let mut need = BTreeSet::new();
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
-        if !need.insert(i) {
-            continue;
-        }
-        let s = &df.stages[i];
-        let mut refs = vec![s.base.clone()];
-        for st in &s.steps {
-            if let Instruction::Copy(c) = &st.instruction {
-                refs.extend(c.from.clone());
-            }
-        }
-        for r in refs {
-            if let Some(dep) = df.stage(&r) {
-                if dep.index < i {
-                    todo.push(dep.index);
-                }
-            }
+        if need.insert(i) {
+            todo.extend(stage_deps(df, i));
         }
     }
     need.into_iter().collect()
@@ -292,13 +371,14 @@ fn build_stage(
 ) -> Result<StageState, BuildError> {
     let (base, platform) = global.from_line(df, stage)?;
     let line = stage.span.start;
+    let mut trigger_steps = Vec::new();
     let mut state = if let Some(dep) = df.stage(&base).filter(|d| d.index < stage.index) {
         done.get(&dep.index)
             .cloned()
             .expect("dependencies build first")
     } else if base == "scratch" {
-        let (os, arch, variant) =
-            split_platform(platform.as_deref().unwrap_or(&opts.platforms.target));
+        let p = image::Platform::parse(platform.as_deref().unwrap_or(&opts.platforms.target));
+        let (os, arch, variant) = (p.os, p.architecture, p.variant);
         StageState {
             config: ImageConfig {
                 architecture: arch,
@@ -318,25 +398,19 @@ fn build_stage(
             .get(&base)
             .cloned()
             .unwrap_or(base.clone());
-        let img = base::load(&spec, store, platform.as_deref()).map_err(|e| match e {
+        let want = platform
+            .clone()
+            .unwrap_or_else(|| opts.platforms.target.clone());
+        let img = base::load(&spec, store, Some(&want)).map_err(|e| match e {
             base::BaseError::Unsupported(_) => {
                 BuildError::step(line, e.to_string(), e.hint().as_deref())
             }
             other => BuildError::Base(other),
         })?;
         let mut config = img.config;
-        // ONBUILD triggers of the base run in this build and are not inherited.
+        // ONBUILD triggers of the base run first in this stage and are not inherited.
         let triggers = std::mem::take(&mut config.config.on_build);
-        if !triggers.is_empty() {
-            return Err(BuildError::step(
-                line,
-                format!(
-                    "base image {base} has ONBUILD triggers ({}); running them needs RUN support",
-                    triggers.join("; ")
-                ),
-                None,
-            ));
-        }
+        trigger_steps = onbuild_steps(&triggers, &base, stage)?;
         StageState {
             config,
             base_layers: img.layers.len(),
@@ -356,7 +430,7 @@ fn build_stage(
     let inherited_cmd = state.config.config.cmd.is_some();
     let mut temps = Vec::new();
     let mut cmd_set_here = false;
-    for step in &stage.steps {
+    for step in trigger_steps.iter().chain(&stage.steps) {
         let line = step.span.start;
         let ins = scope.step(step)?;
         let created_at = Some(image::rfc3339(created));
@@ -439,7 +513,7 @@ fn build_stage(
                     df,
                     done,
                     named_contexts: &opts.named_contexts,
-                    platform: platform.as_deref(),
+                    platform: Some(platform.as_deref().unwrap_or(&opts.platforms.target)),
                     temps: &mut temps,
                 };
                 layer_entries = Some(copy::copy_entries(c, is_add, &state, &mut sources, line)?);
@@ -481,15 +555,6 @@ fn history_text(original: &str, ins: &Instruction) -> String {
         }
         _ => first.to_string(),
     }
-}
-
-fn split_platform(p: &str) -> (String, String, String) {
-    let mut it = p.split('/');
-    (
-        it.next().unwrap_or("linux").to_string(),
-        it.next().unwrap_or("amd64").to_string(),
-        it.next().unwrap_or("").to_string(),
-    )
 }
 
 fn command_argv(c: &Command, shell: &[String]) -> Vec<String> {

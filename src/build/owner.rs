@@ -3,11 +3,14 @@
 
 use super::BuildError;
 
-/// Resolves `user[:group]`; `read` returns a file of the stage's filesystem (`etc/passwd`).
+/// Reads a file of the stage's filesystem by its path without leading slash (`etc/passwd`).
+pub type ReadFile<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, BuildError> + 'a;
+
+/// Resolves `user[:group]` to numeric ids.
 pub fn resolve_owner(
     spec: &str,
     line: usize,
-    read: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, BuildError>,
+    read: &mut ReadFile<'_>,
 ) -> Result<(u64, u64), BuildError> {
     if spec.is_empty() {
         return Ok((0, 0));

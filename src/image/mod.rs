@@ -226,3 +226,73 @@ pub fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
 }
+
+/// A platform as `--platform` and image indexes name it: `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`, ...
+    pub architecture: String,
+    /// `v7`, `v8`, or empty.
+    pub variant: String,
+}
+
+impl Platform {
+    /// Parses `os/arch[/variant]` (missing parts default to linux/amd64).
+    pub fn parse(s: &str) -> Platform {
+        let mut it = s.split('/');
+        Platform {
+            os: it
+                .next()
+                .filter(|x| !x.is_empty())
+                .unwrap_or("linux")
+                .to_string(),
+            architecture: it.next().unwrap_or("amd64").to_string(),
+            variant: it.next().unwrap_or("").to_string(),
+        }
+    }
+
+    /// Whether an image for (`os`, `arch`, `variant`) runs on this platform: os and arch
+    /// exactly, the variant when both name one (arm64's implied `v8` counts as none).
+    pub fn matches(&self, os: &str, arch: &str, variant: &str) -> bool {
+        let norm = |a: &str, v: &str| {
+            if a == "arm64" && v == "v8" {
+                String::new()
+            } else {
+                v.to_string()
+            }
+        };
+        let (want, have) = (norm(&self.architecture, &self.variant), norm(arch, variant));
+        self.os == os
+            && self.architecture == arch
+            && (want.is_empty() || have.is_empty() || want == have)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod platform_tests {
+    use super::Platform;
+
+    #[test]
+    fn arm_is_not_arm64_and_variants_count() {
+        let p = Platform::parse("linux/arm64");
+        assert!(p.matches("linux", "arm64", ""));
+        assert!(p.matches("linux", "arm64", "v8"));
+        assert!(!p.matches("linux", "arm", "v7"));
+        assert!(!Platform::parse("linux/arm").matches("linux", "arm64", ""));
+        assert!(!Platform::parse("linux/arm/v7").matches("linux", "arm", "v6"));
+        assert!(Platform::parse("linux/arm/v7").matches("linux", "arm", "v7"));
+        assert!(!Platform::parse("windows/amd64").matches("linux", "amd64", ""));
+    }
+}
