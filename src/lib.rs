@@ -19,5 +19,6 @@ pub mod export;
 pub mod frontend;
 pub mod image;
 pub mod layer;
+pub mod net;
 pub mod reference;
 pub mod snapshot;

@@ -277,3 +277,50 @@ fn hostile_base_layers_are_refused_and_name_the_layer() {
         .exists());
     let _ = is_root();
 }
+
+#[test]
+fn existing_directories_keep_their_mode_and_owner() {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("base");
+    write_layout(
+        &base,
+        "v1",
+        &[vec![
+            Item::DirWith("tmp", 0o1777, 0, 0),
+            Item::DirWith("opt", 0o750, 1000, 1000),
+        ]],
+    );
+    write(&ws.ctx(), "x.txt", "x");
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM base\nCOPY x.txt /tmp/\nWORKDIR /opt\nWORKDIR /opt/new\n",
+    );
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    ws.build_ok(&["--build-context", &bc]);
+    // The COPY layer holds only the file; WORKDIR /opt made no layer; /opt/new did.
+    let image = format!("oci:{}:v1", ws.out().display());
+    let m: serde_json::Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", "--raw", &image]).stdout).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "base + COPY + WORKDIR /opt/new: {m}");
+    let listing = |i: usize| {
+        let d = layers[i]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let blob = ws.out().join("blobs/sha256").join(d);
+        String::from_utf8(tool("tar", &["-tzf", blob.to_str().unwrap()]).stdout).unwrap()
+    };
+    assert_eq!(listing(1).trim(), "tmp/x.txt");
+    assert_eq!(listing(2).trim(), "opt/new/");
+    if is_root() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = ws.unpack();
+        assert_eq!(
+            fs::metadata(root.join("tmp")).unwrap().permissions().mode() & 0o7777,
+            0o1777
+        );
+        assert_eq!(fs::metadata(root.join("opt")).unwrap().uid(), 1000);
+    }
+}

@@ -1,4 +1,6 @@
 //! rbuild's integration tests: one module per capability.
+#[path = "add_urls.rs"]
+mod add_urls;
 #[path = "base_images.rs"]
 mod base_images;
 #[path = "build_image.rs"]

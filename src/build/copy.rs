@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use super::context::{join_dest, Context, ContextError};
-use super::{base, owner, parent_dirs, BuildError, StageState};
+use super::{base, fetch, owner, parent_dirs, BuildError, StageState};
 use crate::content::{Store, TempDir};
 use crate::frontend::dockerignore::{clean_path, glob_match, Matcher};
 use crate::frontend::instructions::{CopyCmd, Dockerfile};
@@ -82,15 +82,29 @@ pub(super) fn copy_entries(
             Some("use .dockerignore-style patterns such as `*.md` or `**/test`"),
         )
     })?;
-    if is_add
-        && c.sources
-            .iter()
-            .any(|s| s.contains("://") || s.starts_with("git@"))
+    if let Some(s) = c
+        .sources
+        .iter()
+        .find(|s| (s.contains("://") && !fetch::is_url(s)) || s.starts_with("git@"))
     {
         return Err(BuildError::step(
             line,
-            "ADD from a URL or git repository is not supported yet",
-            Some("download the file into the context and COPY it"),
+            format!("ADD from {s:?}: git repositories and other schemes are not supported"),
+            Some("use an http(s) URL, or clone into the context and COPY"),
+        ));
+    }
+    if !is_add && c.sources.iter().any(|s| fetch::is_url(s)) {
+        return Err(BuildError::step(
+            line,
+            "COPY cannot download URLs",
+            Some("use ADD for URLs (with --checksum=sha256:... to pin the content)"),
+        ));
+    }
+    if c.checksum.is_some() && !c.sources.iter().all(|s| fetch::is_url(s)) {
+        return Err(BuildError::step(
+            line,
+            "--checksum can only be used with http(s) sources",
+            None,
         ));
     }
     let dest_abs = if c.dest.starts_with('/') {
@@ -134,6 +148,38 @@ pub(super) fn copy_entries(
         Some(from) => from_other(c, from, &place, src, line, &mut entries)?,
         None => {
             for s in &c.sources {
+                if fetch::is_url(s) {
+                    let path = if dest_is_dir {
+                        let name = fetch::url_file_name(s).ok_or_else(|| {
+                            BuildError::step(
+                                line,
+                                format!("cannot tell a file name from the URL {s:?}"),
+                                Some("give a destination file path instead of a directory"),
+                            )
+                        })?;
+                        join_dest(&dest, &name)
+                    } else {
+                        dest.clone()
+                    };
+                    let got = fetch::fetch(
+                        src.store,
+                        s,
+                        c.checksum.as_deref(),
+                        path,
+                        chmod.unwrap_or(0o600),
+                        default_owner,
+                    )
+                    .map_err(|m| {
+                        BuildError::step(
+                            line,
+                            m,
+                            Some("check the URL and the network; pin content with --checksum"),
+                        )
+                    })?;
+                    entries.push(got.entry);
+                    src.temps.push(got.dir);
+                    continue;
+                }
                 let unpack = is_add && c.unpack != Some(false);
                 let found = select(src.ctx, s, &place, Some(default_owner), unpack, src)
                     .map_err(ctx_err(line))?;
@@ -156,6 +202,17 @@ pub(super) fn copy_entries(
         for p in below {
             dirs.extend(parent_dirs(&p, true, (0, 0)));
         }
+    }
+    // Without --link the copy lands on the stage's filesystem: directories that exist there
+    // keep their mode and owner. With --link the layer stands alone and carries its parents.
+    if !c.link {
+        let mut missing = Vec::new();
+        for d in dirs {
+            if !state.exists(src.store, &d.path)? {
+                missing.push(d);
+            }
+        }
+        dirs = missing;
     }
     let mut present: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
     dirs.retain(|d| present.insert(d.path.clone()));

@@ -8,6 +8,7 @@
 pub mod base;
 pub mod context;
 mod copy;
+pub mod fetch;
 mod owner;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -178,6 +179,18 @@ impl StageState {
             source,
         })?;
         Ok(Some(root))
+    }
+
+    /// Whether `path` (no leading slash) exists in the stage's filesystem; symlinks to
+    /// directories count, as Docker follows them.
+    fn exists(&self, store: &Store, path: &str) -> Result<bool, BuildError> {
+        if path.is_empty() || self.files.contains_key(path) {
+            return Ok(true);
+        }
+        match self.base_root(store)? {
+            Some(root) => Ok(crate::snapshot::exists_in_root(&root, path)),
+            None => Ok(false),
+        }
     }
 
     /// A file of the stage's filesystem: written by this build, or from the base image.
@@ -472,7 +485,18 @@ fn build_stage(
                 cfg.working_dir = dir.clone();
                 let user = cfg.user.clone();
                 let owner = owner::resolve_owner(&user, line, &mut |p| state.read_file(store, p))?;
-                layer_entries = Some(parent_dirs(dir.trim_start_matches('/'), true, owner));
+                let mut dirs = parent_dirs(dir.trim_start_matches('/'), true, owner);
+                // Like Docker, only missing directories are created; existing ones keep their
+                // mode and owner (think /tmp), and nothing new means no layer.
+                let mut missing = Vec::new();
+                for d in dirs.drain(..) {
+                    if !state.exists(store, &d.path)? {
+                        missing.push(d);
+                    }
+                }
+                if !missing.is_empty() {
+                    layer_entries = Some(missing);
+                }
             }
             Instruction::User(u) => cfg.user = u.clone(),
             Instruction::Expose(ports) => {

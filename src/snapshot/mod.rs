@@ -166,6 +166,22 @@ pub fn flat_rootfs(
     }
 }
 
+/// Whether `rel` exists inside an unpacked root (resolved as the container would).
+pub fn exists_in_root(root: &Path, rel: &str) -> bool {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let Ok(dir) = std::fs::File::open(root) else {
+        return false;
+    };
+    openat2(
+        &dir,
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .is_ok()
+}
+
 /// Reads `rel` inside an unpacked root, resolving symlinks as the container would (never
 /// outside `root`). `None` when it does not exist or is not a readable file.
 pub fn read_in_root(root: &Path, rel: &str) -> Option<Vec<u8>> {

@@ -13,6 +13,8 @@ pub enum Item<'a> {
     File(&'a str, &'a [u8], u32, u32, u32),
     /// A directory (0755, root).
     Dir(&'a str),
+    /// A directory with mode, uid and gid.
+    DirWith(&'a str, u32, u32, u32),
     /// A symlink.
     Symlink(&'a str, &'a str),
     /// A hard link.
@@ -40,6 +42,13 @@ pub fn layer_tar(items: &[Item<'_>]) -> Vec<u8> {
             Item::Dir(p) => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
+                (p, b"")
+            }
+            Item::DirWith(p, mode, uid, gid) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(*mode);
+                h.set_uid(*uid as u64);
+                h.set_gid(*gid as u64);
                 (p, b"")
             }
             Item::Symlink(p, t) | Item::Hardlink(p, t) => {

@@ -184,3 +184,48 @@ impl Workspace {
         bundle.join("rootfs")
     }
 }
+
+/// Python's `http.server` on 127.0.0.1 serving a directory; stopped on drop.
+pub struct HttpServer {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl HttpServer {
+    /// Serves `dir` on a free port.
+    pub fn serve(dir: &Path) -> HttpServer {
+        use std::io::BufRead;
+        let script = "import http.server,sys,os\n\
+os.chdir(sys.argv[1])\n\
+s=http.server.ThreadingHTTPServer(('127.0.0.1',0),http.server.SimpleHTTPRequestHandler)\n\
+print(s.server_address[1],flush=True)\n\
+s.serve_forever()\n";
+        let mut child = Command::new("python3")
+            .args(["-c", script, dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 is required for the HTTP tests");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        HttpServer {
+            port: line.trim().parse().expect("server port"),
+            child,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
