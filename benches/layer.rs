@@ -10,8 +10,24 @@ use rbuild::layer::compress::{Compression, LayerWriter};
 /// Deterministic text-like data: JSON/JS-ish lines with varying identifiers and numbers.
 fn corpus(len: usize) -> Vec<u8> {
     let words = [
-        "function", "return", "const", "module", "exports", "require", "value", "index",
-        "\"name\":", "\"version\":", "dependencies", "=>", "{", "}", "(", ")", ";", "this",
+        "function",
+        "return",
+        "const",
+        "module",
+        "exports",
+        "require",
+        "value",
+        "index",
+        "\"name\":",
+        "\"version\":",
+        "dependencies",
+        "=>",
+        "{",
+        "}",
+        "(",
+        ")",
+        ";",
+        "this",
     ];
     let mut out = Vec::with_capacity(len + 64);
     let mut x: u64 = 0x9e3779b97f4a7c15;
@@ -21,10 +37,10 @@ fn corpus(len: usize) -> Vec<u8> {
         x ^= x << 17;
         let w = words[(x % words.len() as u64) as usize];
         out.extend_from_slice(w.as_bytes());
-        if x % 7 == 0 {
+        if x.is_multiple_of(7) {
             out.extend_from_slice(format!(" v{}", x % 10_000).as_bytes());
         }
-        out.push(if x % 11 == 0 { b'\n' } else { b' ' });
+        out.push(if x.is_multiple_of(11) { b'\n' } else { b' ' });
     }
     out.truncate(len);
     out
@@ -55,8 +71,15 @@ fn main() {
         e.write_all(&data).unwrap();
         e.finish().unwrap();
     });
-    println!("layer: single-stream gzip -6 (reference): {:.0} MB/s", mb / single);
-    for (name, c) in [("gzip", Compression::Gzip), ("zstd", Compression::Zstd), ("uncompressed", Compression::None)] {
+    println!(
+        "layer: single-stream gzip -6 (reference): {:.0} MB/s",
+        mb / single
+    );
+    for (name, c) in [
+        ("gzip", Compression::Gzip),
+        ("zstd", Compression::Zstd),
+        ("uncompressed", Compression::None),
+    ] {
         let t = time(|| write_all(c));
         println!(
             "layer: rbuild {name:<12} {:>6.0} MB/s  {:.2}x the reference gzip's speed",

@@ -97,6 +97,16 @@ fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
 }
 
+/// Maps an OS error of `op` on `entry` (for `map_err`).
+fn io_at(op: &'static str, entry: &str) -> impl FnOnce(Errno) -> ApplyError {
+    let entry = entry.to_string();
+    move |e| ApplyError::Io {
+        op,
+        entry,
+        source: errno(e),
+    }
+}
+
 impl Root {
     /// Opens directory `comps` beneath the root, creating missing ones when `create`.
     fn dir(&mut self, comps: &[String], create: bool) -> Result<Option<OwnedFd>, Errno> {
@@ -213,14 +223,7 @@ pub fn apply_layer(root: &Path, reader: impl Read) -> Result<Applied, ApplyError
         let Some((name, parent)) = comps.split_last() else {
             continue; // the root itself
         };
-        let io = |op: &'static str| {
-            let raw = raw.clone();
-            move |e: Errno| ApplyError::Io {
-                op,
-                entry: raw,
-                source: errno(e),
-            }
-        };
+        let io = |op: &'static str| io_at(op, &raw);
         // Whiteouts.
         if name == OPAQUE {
             if let Some(d) = root.dir(parent, false).map_err(io("open"))? {
@@ -447,14 +450,7 @@ pub fn apply_layer(root: &Path, reader: impl Read) -> Result<Applied, ApplyError
     for d in dirs {
         let (name, parent) = d.comps.split_last().expect("non-empty");
         let raw = d.comps.join("/");
-        let io = |op: &'static str| {
-            let raw = raw.clone();
-            move |e: Errno| ApplyError::Io {
-                op,
-                entry: raw,
-                source: errno(e),
-            }
-        };
+        let io = |op: &'static str| io_at(op, &raw);
         if let Some(p) = root.dir(parent, false).map_err(io("open"))? {
             rfs::chmodat(&p, name.as_str(), Mode::from(d.mode), AtFlags::empty())
                 .map_err(io("chmod"))?;

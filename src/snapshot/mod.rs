@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::content::{Descriptor, Store, StoreError};
+use crate::content::{io_err, Descriptor, Store, StoreError};
 use crate::layer::apply::{apply_layer, ApplyError};
 use crate::layer::read::{decoder, Format};
 use crate::reference::Digest;
@@ -50,17 +50,6 @@ pub enum SnapshotError {
         /// Its media type.
         media_type: String,
     },
-    /// A filesystem operation on the snapshot area failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was done.
-        op: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
 }
 
 /// The OCI chain ID of a stack of diff_ids (`None` for no layers).
@@ -87,6 +76,48 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Unpacks `layers` in order onto `dest`, checking each against `diff_ids` when given.
+pub fn apply_layers(
+    store: &Store,
+    layers: &[Descriptor],
+    diff_ids: Option<&[String]>,
+    dest: &Path,
+) -> Result<(), SnapshotError> {
+    for (i, layer) in layers.iter().enumerate() {
+        let apply_err = |source| SnapshotError::Apply {
+            digest: layer.digest.clone(),
+            source,
+        };
+        let format =
+            Format::from_media_type(&layer.media_type).ok_or_else(|| SnapshotError::MediaType {
+                digest: layer.digest.clone(),
+                media_type: layer.media_type.clone(),
+            })?;
+        let digest = Digest::parse(&layer.digest)
+            .map_err(|_| StoreError::BadDigest(layer.digest.clone()))?;
+        let dec = decoder(store.open_blob(&digest)?, format)
+            .map_err(|e| apply_err(ApplyError::Read(e)))?;
+        let mut hr = HashingReader {
+            inner: dec,
+            hash: Sha256::new(),
+        };
+        apply_layer(dest, &mut hr).map_err(apply_err)?;
+        // The tar reader stops at the end-of-archive marker; hash the padding after it too.
+        io::copy(&mut hr, &mut io::sink()).map_err(|e| apply_err(ApplyError::Read(e)))?;
+        let actual = Digest::from_sha256(&hr.hash.finalize()).to_string();
+        if let Some(expected) = diff_ids.and_then(|d| d.get(i)) {
+            if &actual != expected {
+                return Err(SnapshotError::DiffIdMismatch {
+                    digest: layer.digest.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The flattened root filesystem of `layers` (with their `diff_ids`), unpacked once.
 pub fn flat_rootfs(
     store: &Store,
@@ -95,8 +126,8 @@ pub fn flat_rootfs(
 ) -> Result<PathBuf, SnapshotError> {
     let area = store.root().join("snapshots/flat");
     let io = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SnapshotError::Io { op, path, source }
+        let e = io_err(op, path);
+        move |source| SnapshotError::Store(e(source))
     };
     std::fs::create_dir_all(&area).map_err(io("create", &area))?;
     let name = chain_id(diff_ids)
@@ -109,45 +140,7 @@ pub fn flat_rootfs(
     let tmp = area.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io("create", &tmp))?;
-    let result = (|| {
-        for (layer, diff_id) in layers.iter().zip(diff_ids) {
-            let format = Format::from_media_type(&layer.media_type).ok_or_else(|| {
-                SnapshotError::MediaType {
-                    digest: layer.digest.clone(),
-                    media_type: layer.media_type.clone(),
-                }
-            })?;
-            let digest = Digest::parse(&layer.digest)
-                .map_err(|_| StoreError::BadDigest(layer.digest.clone()))?;
-            let blob = store.open_blob(&digest)?;
-            let dec = decoder(blob, format).map_err(|e| SnapshotError::Apply {
-                digest: layer.digest.clone(),
-                source: ApplyError::Read(e),
-            })?;
-            let mut hr = HashingReader {
-                inner: dec,
-                hash: Sha256::new(),
-            };
-            apply_layer(&tmp, &mut hr).map_err(|source| SnapshotError::Apply {
-                digest: layer.digest.clone(),
-                source,
-            })?;
-            // The tar reader stops at the end-of-archive marker; hash the padding after it too.
-            io::copy(&mut hr, &mut io::sink()).map_err(|e| SnapshotError::Apply {
-                digest: layer.digest.clone(),
-                source: ApplyError::Read(e),
-            })?;
-            let actual = Digest::from_sha256(&hr.hash.finalize()).to_string();
-            if &actual != diff_id {
-                return Err(SnapshotError::DiffIdMismatch {
-                    digest: layer.digest.clone(),
-                    expected: diff_id.clone(),
-                    actual,
-                });
-            }
-        }
-        Ok(())
-    })();
+    let result = apply_layers(store, layers, Some(diff_ids), &tmp);
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);

@@ -170,6 +170,25 @@ impl Workspace {
         o
     }
 
+    /// GNU tar's verbose listing (numeric owners) of each layer of `<out>:v1`, found through
+    /// skopeo's view of the manifest.
+    pub fn layer_listings(&self) -> Vec<String> {
+        let image = format!("oci:{}:v1", self.out().display());
+        let m: serde_json::Value =
+            serde_json::from_slice(&tool("skopeo", &["inspect", "--raw", &image]).stdout).unwrap();
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let d = l["digest"].as_str().unwrap().trim_start_matches("sha256:");
+                let blob = self.out().join("blobs/sha256").join(d);
+                let out = tool("tar", &["--numeric-owner", "-tvzf", blob.to_str().unwrap()]);
+                String::from_utf8(out.stdout).unwrap()
+            })
+            .collect()
+    }
+
     /// Unpacks `<out>:v1` with umoci and returns the rootfs.
     pub fn unpack(&self) -> PathBuf {
         let bundle = self.tmp.path().join("bundle");
