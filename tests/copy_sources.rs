@@ -8,6 +8,17 @@ use std::io::Write;
 use crate::support::layout::{file, write_layout, Item};
 use crate::support::{is_root, write, Workspace};
 
+/// A workspace whose Dockerfile is `dockerfile`, with `make_base` writing an OCI layout that
+/// the build sees as `base`; returns the `--build-context` value too.
+fn with_base(dockerfile: &str, make_base: impl FnOnce(&std::path::Path)) -> (Workspace, String) {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("base");
+    make_base(&base);
+    write(&ws.ctx(), "Dockerfile", dockerfile);
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    (ws, bc)
+}
+
 /// A two-layer base: the second deletes a file and makes a directory opaque.
 fn base_with_whiteouts(dir: &std::path::Path) {
     write_layout(
@@ -40,15 +51,10 @@ fn base_with_whiteouts(dir: &std::path::Path) {
 
 #[test]
 fn copy_from_an_image_sees_its_layers_with_whiteouts_applied() {
-    let ws = Workspace::new();
-    let base = ws.tmp.path().join("base");
-    base_with_whiteouts(&base);
-    write(
-        &ws.ctx(),
-        "Dockerfile",
+    let (ws, bc) = with_base(
         "FROM scratch\nCOPY --from=base /data /data\nCOPY --from=base /cache /cache\n",
+        base_with_whiteouts,
     );
-    let bc = format!("base=oci-layout://{}:v1", base.display());
     ws.build_ok(&["--build-context", &bc]);
     let root = ws.unpack();
     assert_eq!(
@@ -68,16 +74,11 @@ fn copy_from_an_image_sees_its_layers_with_whiteouts_applied() {
 
 #[test]
 fn symlinks_in_an_image_never_reach_the_host() {
-    let ws = Workspace::new();
-    let base = ws.tmp.path().join("base");
-    base_with_whiteouts(&base);
     // /hostetc -> /etc resolves to the image's /etc, which has no `hostname` (the host's has).
-    write(
-        &ws.ctx(),
-        "Dockerfile",
+    let (ws, bc) = with_base(
         "FROM scratch\nCOPY --from=base /hostetc/hostname /h\n",
+        base_with_whiteouts,
     );
-    let bc = format!("base=oci-layout://{}:v1", base.display());
     let o = ws.rbuild(&["--build-context", &bc], &[]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -97,16 +98,11 @@ fn symlinks_in_an_image_never_reach_the_host() {
 
 #[test]
 fn chown_by_name_uses_the_base_images_passwd_and_group() {
-    let ws = Workspace::new();
-    let base = ws.tmp.path().join("base");
-    base_with_whiteouts(&base);
-    write(&ws.ctx(), "f.txt", "x");
-    write(
-        &ws.ctx(),
-        "Dockerfile",
+    let (ws, bc) = with_base(
         "FROM base\nCOPY --chown=app:staff f.txt /f.txt\nUSER app\nWORKDIR /home/app/work\n",
+        base_with_whiteouts,
     );
-    let bc = format!("base=oci-layout://{}:v1", base.display());
+    write(&ws.ctx(), "f.txt", "x");
     ws.build_ok(&["--build-context", &bc]);
     // Read the owners straight from the layers with GNU tar.
     let layers = ws.layer_listings();
@@ -233,19 +229,13 @@ fn exclude_and_parents_shape_what_is_copied() {
 
 #[test]
 fn hostile_base_layers_are_refused_and_name_the_layer() {
-    let ws = Workspace::new();
-    let base = ws.tmp.path().join("base");
-    write_layout(
-        &base,
-        "v1",
-        &[vec![file("ok", b"1"), file("../../escaped-by-layer", b"x")]],
-    );
-    write(
-        &ws.ctx(),
-        "Dockerfile",
-        "FROM scratch\nCOPY --from=base /ok /ok\n",
-    );
-    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let (ws, bc) = with_base("FROM scratch\nCOPY --from=base /ok /ok\n", |b| {
+        write_layout(
+            b,
+            "v1",
+            &[vec![file("ok", b"1"), file("../../escaped-by-layer", b"x")]],
+        );
+    });
     let o = ws.rbuild(&["--build-context", &bc], &[]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -268,23 +258,17 @@ fn hostile_base_layers_are_refused_and_name_the_layer() {
 
 #[test]
 fn existing_directories_keep_their_mode_and_owner() {
-    let ws = Workspace::new();
-    let base = ws.tmp.path().join("base");
-    write_layout(
-        &base,
-        "v1",
-        &[vec![
-            Item::DirWith("tmp", 0o1777, 0, 0),
-            Item::DirWith("opt", 0o750, 1000, 1000),
-        ]],
+    let (ws, bc) = with_base(
+        "FROM base\nCOPY x.txt /tmp/\nWORKDIR /opt\nWORKDIR /opt/new\n",
+        |b| {
+            let dirs = vec![
+                Item::DirWith("tmp", 0o1777, 0, 0),
+                Item::DirWith("opt", 0o750, 1000, 1000),
+            ];
+            write_layout(b, "v1", &[dirs]);
+        },
     );
     write(&ws.ctx(), "x.txt", "x");
-    write(
-        &ws.ctx(),
-        "Dockerfile",
-        "FROM base\nCOPY x.txt /tmp/\nWORKDIR /opt\nWORKDIR /opt/new\n",
-    );
-    let bc = format!("base=oci-layout://{}:v1", base.display());
     ws.build_ok(&["--build-context", &bc]);
     // The COPY layer holds only the file; WORKDIR /opt made no layer; /opt/new did.
     let layers = ws.layer_listings();
