@@ -21,4 +21,5 @@ pub mod image;
 pub mod layer;
 pub mod net;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;

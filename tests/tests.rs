@@ -12,4 +12,6 @@ mod copy_sources;
 mod frontend_never_panics;
 #[path = "outputs.rs"]
 mod outputs;
+#[path = "registry_push_pull.rs"]
+mod registry_push_pull;
 mod support;

@@ -1,5 +1,6 @@
-//! Base images: `oci-layout://PATH[:tag|@digest]` directories on disk (the air-gapped way in).
-//! Blobs are verified and imported into the store; platform indexes are resolved.
+//! Base images: `oci-layout://PATH[:tag|@digest]` directories on disk (the air-gapped way in),
+//! or registry references. Layout blobs are verified and imported into the store; registry
+//! bases bring only their manifest and config here — layers are fetched when needed.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,8 @@ use thiserror::Error;
 
 use crate::content::{Descriptor, Store, StoreError};
 use crate::image::{ImageConfig, Manifest, Platform};
-use crate::reference::Digest;
+use crate::reference::{Digest, Reference};
+use crate::registry::Client;
 
 /// Base image failures.
 #[derive(Debug, Error)]
@@ -23,6 +25,12 @@ pub enum BaseError {
         /// What is wrong.
         message: String,
     },
+    /// The reference is malformed.
+    #[error("invalid base image reference: {0}")]
+    Reference(#[from] crate::reference::RefError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The image is for another platform than the build.
     #[error("base image {image} is {have}, but the build is for {want}")]
     Platform {
@@ -43,6 +51,8 @@ impl BaseError {
     pub fn hint(&self) -> Option<String> {
         match self {
             BaseError::Unsupported(_) => Some("use a local base: `FROM oci-layout:///path/to/layout[:tag]`, or `--build-context NAME=oci-layout://...`".into()),
+            BaseError::Reference(e) => Some(e.hint()),
+            BaseError::Registry(e) => e.hint(),
             BaseError::Layout { .. } => Some("check the path and tag; `skopeo inspect oci:PATH:TAG` shows what the layout holds".into()),
             BaseError::Platform { have, .. } => Some(format!("build with `--platform {have}`, or write `FROM --platform={have} ...` if that is intended")),
             _ => None,
@@ -59,12 +69,34 @@ pub struct BaseImage {
     pub layers: Vec<Descriptor>,
     /// Manifest digest.
     pub manifest_digest: String,
+    /// For registry images: the reference pinned to the manifest digest (where the layers
+    /// are fetched from).
+    pub remote: Option<Reference>,
 }
 
 /// Loads `spec` (an `oci-layout://` reference) into the store.
-pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseImage, BaseError> {
+pub fn load(
+    spec: &str,
+    store: &Store,
+    platform: Option<&str>,
+    registry: Option<&Client>,
+) -> Result<BaseImage, BaseError> {
     let Some(rest) = spec.strip_prefix("oci-layout://") else {
-        return Err(BaseError::Unsupported(spec.to_string()));
+        let r = Reference::parse_docker(spec)?.with_default_tag();
+        let client = registry.ok_or_else(|| BaseError::Unsupported(spec.to_string()))?;
+        let want = Platform::parse(
+            &platform
+                .map(String::from)
+                .unwrap_or_else(crate::frontend::expand::host_platform),
+        );
+        let res = crate::registry::pull::resolve(client, &r, &want, store)?;
+        check_platform(spec, &res.config, platform)?;
+        return Ok(BaseImage {
+            config: res.config,
+            layers: res.layers,
+            manifest_digest: res.manifest.digest,
+            remote: Some(res.pinned),
+        });
     };
     let (path, selector) = split_layout_ref(rest);
     let dir = PathBuf::from(path);
@@ -164,20 +196,7 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
         let cfg_bytes = import_metadata(&dir, &manifest.config.digest, store).map_err(&err)?;
         let config: ImageConfig = serde_json::from_slice(&cfg_bytes)
             .map_err(|e| err(format!("config {}: {e}", manifest.config.digest)))?;
-        if let Some(p) = platform.map(Platform::parse) {
-            if !p.matches(&config.os, &config.architecture, &config.variant) {
-                let have = Platform {
-                    os: config.os.clone(),
-                    architecture: config.architecture.clone(),
-                    variant: config.variant.clone(),
-                };
-                return Err(BaseError::Platform {
-                    image: spec.to_string(),
-                    have: have.to_string(),
-                    want: p.to_string(),
-                });
-            }
-        }
+        check_platform(spec, &config, platform)?;
         for l in &manifest.layers {
             import_blob(&dir, &l.digest, store).map_err(&err)?;
         }
@@ -185,9 +204,33 @@ pub fn load(spec: &str, store: &Store, platform: Option<&str>) -> Result<BaseIma
             config,
             layers: manifest.layers,
             manifest_digest: digest,
+            remote: None,
         });
     }
     Err(err("index nesting too deep".into()))
+}
+
+/// Refuses an image whose config names another platform than the one asked for.
+fn check_platform(
+    spec: &str,
+    config: &ImageConfig,
+    platform: Option<&str>,
+) -> Result<(), BaseError> {
+    if let Some(p) = platform.map(Platform::parse) {
+        if !p.matches(&config.os, &config.architecture, &config.variant) {
+            let have = Platform {
+                os: config.os.clone(),
+                architecture: config.architecture.clone(),
+                variant: config.variant.clone(),
+            };
+            return Err(BaseError::Platform {
+                image: spec.to_string(),
+                have: have.to_string(),
+                want: p.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 enum Selector {

@@ -24,6 +24,7 @@ pub(super) struct Sources<'a> {
     pub done: &'a std::collections::BTreeMap<usize, StageState>,
     pub named_contexts: &'a std::collections::BTreeMap<String, String>,
     pub platform: Option<&'a str>,
+    pub registry: &'a Option<std::sync::Arc<crate::registry::Client>>,
     /// Unpacked archives and images live here until the layer is written.
     pub temps: &'a mut Vec<TempDir>,
 }
@@ -251,20 +252,27 @@ fn from_other(
                 .get(from)
                 .cloned()
                 .unwrap_or_else(|| from.to_string());
-            let img = base::load(&spec, src.store, src.platform).map_err(|e| match e {
-                base::BaseError::Unsupported(_) => BuildError::step(
-                    line,
-                    format!("COPY --from={from}: no stage named {from:?}, and {e}"),
-                    e.hint().as_deref(),
-                ),
-                other => BuildError::Base(other),
-            })?;
-            let root =
-                crate::snapshot::flat_rootfs(src.store, &img.layers, &img.config.rootfs.diff_ids)
-                    .map_err(|source| BuildError::Unpack {
-                    image: from.to_string(),
-                    source,
-                })?;
+            let img = base::load(&spec, src.store, src.platform, src.registry.as_deref()).map_err(
+                |e| match e {
+                    base::BaseError::Unsupported(_) => BuildError::step(
+                        line,
+                        format!("COPY --from={from}: no stage named {from:?}, and {e}"),
+                        e.hint().as_deref(),
+                    ),
+                    other => BuildError::Base(other),
+                },
+            )?;
+            let remote = img
+                .remote
+                .clone()
+                .and_then(|r| src.registry.clone().map(|c| (c, r)));
+            let root = super::unpack_image(
+                src.store,
+                &img.layers,
+                &img.config.rootfs.diff_ids,
+                remote.as_ref(),
+                from,
+            )?;
             (None, Some(root))
         }
     };

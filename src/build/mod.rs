@@ -14,6 +14,8 @@ mod owner;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::content::{Descriptor, Store, StoreError};
@@ -22,6 +24,8 @@ use crate::frontend::instructions::{Command, Dockerfile, Instruction, Stage, Ste
 use crate::image::{self, Empty, HealthConfig, History, ImageConfig, Manifest};
 use crate::layer::compress::{Compression, LayerWriter};
 use crate::layer::tar::{write_tar, Entry, Kind};
+use crate::reference::Reference;
+use crate::registry::Client;
 
 use context::{Context, ContextError};
 
@@ -130,6 +134,8 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// `--build-context NAME=oci-layout://...` entries.
     pub named_contexts: BTreeMap<String, String>,
+    /// The registry client for bases from registries (`None`: registries are not used).
+    pub registry: Option<Arc<Client>>,
 }
 
 /// A built image: its manifest descriptor plus what produced it.
@@ -143,6 +149,8 @@ pub struct Built {
     pub config_desc: Descriptor,
     /// Layer descriptors.
     pub layers: Vec<Descriptor>,
+    /// Layers still in a registry (not fetched, as nothing needed them): digest → where.
+    pub sources: BTreeMap<String, crate::reference::Reference>,
     /// Warnings for the user (unused build args, ...).
     pub warnings: Vec<String>,
 }
@@ -158,8 +166,29 @@ struct StageState {
     base_layers: usize,
     /// The base image as the Dockerfile names it (for messages).
     base_name: String,
+    /// Where the base layers can be fetched from, when they came from a registry.
+    base_remote: Option<(Arc<Client>, Reference)>,
     /// Scratch dirs (unpacked archives) that entries of `files` point into.
     keep: Vec<std::sync::Arc<crate::content::TempDir>>,
+}
+
+/// An image's layers unpacked into a shared snapshot, fetching first what a registry still
+/// holds.
+fn unpack_image(
+    store: &Store,
+    layers: &[Descriptor],
+    diff_ids: &[String],
+    remote: Option<&(Arc<Client>, Reference)>,
+    name: &str,
+) -> Result<PathBuf, BuildError> {
+    if let Some((client, r)) = remote {
+        crate::registry::pull::fetch_blobs(client, r, layers, store)
+            .map_err(|e| BuildError::Base(base::BaseError::Registry(e)))?;
+    }
+    crate::snapshot::flat_rootfs(store, layers, diff_ids).map_err(|source| BuildError::Unpack {
+        image: name.to_string(),
+        source,
+    })
 }
 
 impl StageState {
@@ -169,16 +198,14 @@ impl StageState {
         if n == 0 {
             return Ok(None);
         }
-        let root = crate::snapshot::flat_rootfs(
+        unpack_image(
             store,
             &self.layers[..n],
             &self.config.rootfs.diff_ids[..n],
+            self.base_remote.as_ref(),
+            &self.base_name,
         )
-        .map_err(|source| BuildError::Unpack {
-            image: self.base_name.clone(),
-            source,
-        })?;
-        Ok(Some(root))
+        .map(Some)
     }
 
     /// Whether `path` (no leading slash) exists in the stage's filesystem; symlinks to
@@ -291,7 +318,15 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         annotations: BTreeMap::new(),
     };
     let manifest_desc = store.put(image::MANIFEST_V1, &image::to_json(&manifest))?;
+    let sources = match &state.base_remote {
+        Some((_, r)) => state.layers[..state.base_layers]
+            .iter()
+            .map(|l| (l.digest.clone(), r.clone()))
+            .collect(),
+        None => BTreeMap::new(),
+    };
     Ok(Built {
+        sources,
         manifest: manifest_desc,
         config: state.config,
         config_desc,
@@ -403,6 +438,7 @@ fn build_stage(
             files: BTreeMap::new(),
             base_layers: 0,
             base_name: "scratch".into(),
+            base_remote: None,
             keep: Vec::new(),
         }
     } else {
@@ -414,12 +450,15 @@ fn build_stage(
         let want = platform
             .clone()
             .unwrap_or_else(|| opts.platforms.target.clone());
-        let img = base::load(&spec, store, Some(&want)).map_err(|e| match e {
-            base::BaseError::Unsupported(_) => {
-                BuildError::step(line, e.to_string(), e.hint().as_deref())
-            }
-            other => BuildError::Base(other),
-        })?;
+        let img =
+            base::load(&spec, store, Some(&want), opts.registry.as_deref()).map_err(
+                |e| match e {
+                    base::BaseError::Unsupported(_) => {
+                        BuildError::step(line, e.to_string(), e.hint().as_deref())
+                    }
+                    other => BuildError::Base(other),
+                },
+            )?;
         let mut config = img.config;
         // ONBUILD triggers of the base run first in this stage and are not inherited.
         let triggers = std::mem::take(&mut config.config.on_build);
@@ -430,6 +469,12 @@ fn build_stage(
             layers: img.layers,
             files: BTreeMap::new(),
             base_name: base.clone(),
+            base_remote: img.remote.map(|r| {
+                (
+                    opts.registry.clone().expect("registry bases need a client"),
+                    r,
+                )
+            }),
             keep: Vec::new(),
         }
     };
@@ -538,6 +583,7 @@ fn build_stage(
                     done,
                     named_contexts: &opts.named_contexts,
                     platform: Some(platform.as_deref().unwrap_or(&opts.platforms.target)),
+                    registry: &opts.registry,
                     temps: &mut temps,
                 };
                 layer_entries = Some(copy::copy_entries(c, is_add, &state, &mut sources, line)?);

@@ -29,6 +29,99 @@ pub enum Commands {
     InspectRef(InspectRefArgs),
     /// Check a Dockerfile's syntax and print its instructions as BuildKit's parser sees them.
     Parse(ParseArgs),
+    /// Pull an image from a registry into the store.
+    Pull(PullArgs),
+    /// Push an image from the store to a registry.
+    Push(PushArgs),
+    /// Give an image in the store another name.
+    Tag(TagArgs),
+    /// Save credentials for a registry (in Docker's config.json).
+    Login(LoginArgs),
+    /// Remove saved credentials for a registry.
+    Logout(LogoutArgs),
+}
+
+/// How to reach registries (shared by build, pull and push).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Allow plain HTTP (and self-signed HTTPS failures fall back to HTTP) for this registry
+    /// host (repeatable; loopback hosts are always allowed).
+    #[arg(long = "insecure-registry")]
+    pub insecure: Vec<String>,
+    /// Try this mirror first for docker.io images (repeatable).
+    #[arg(long = "registry-mirror")]
+    pub mirrors: Vec<String>,
+}
+
+/// `rbuild pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image, e.g. `nginx:1.25` or `localhost:5000/app@sha256:...`.
+    pub reference: String,
+    /// Platform to pull from a multi-platform image (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `rbuild push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image in the store.
+    pub source: String,
+    /// Where to push (default: the same name).
+    pub destination: Option<String>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `rbuild tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// An image in the store.
+    pub source: String,
+    /// The new name.
+    pub target: String,
+    /// Store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `rbuild login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host, e.g. `ghcr.io` or `localhost:5000` (default docker.io).
+    #[arg(default_value = "docker.io")]
+    pub server: String,
+    /// Username.
+    #[arg(short = 'u', long)]
+    pub username: String,
+    /// Read the password (or token) from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The password on the command line (visible to other users: prefer --password-stdin).
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `rbuild logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Registry host (default docker.io).
+    #[arg(default_value = "docker.io")]
+    pub server: String,
 }
 
 /// `rbuild inspect-ref`.
@@ -107,15 +200,21 @@ pub struct BuildArgs {
     /// Progress output: auto, plain, tty.
     #[arg(long, default_value = "auto")]
     pub progress: String,
-    /// Output, `type=oci,dest=DIR` (repeatable).
+    /// Output: `type=oci,dest=DIR|FILE.tar`, `type=docker,dest=FILE.tar`, `type=local,dest=DIR` (repeatable).
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
     /// Layer compression: gzip, zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
-    /// Named context, `NAME=oci-layout://PATH[:tag]` (then `FROM NAME`).
+    /// Named context, `NAME=oci-layout://PATH[:tag]` or `NAME=docker-image://REF` (then `FROM NAME`).
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
+    /// Push every `-t` tag to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Store.
     #[command(flatten)]
     pub store: StoreArgs,

@@ -1,5 +1,7 @@
 //! `rbuild build`: flags → build options, run the build, tag, write outputs, print the digest.
 
+use std::collections::BTreeMap;
+
 use crate::build::{self, context::ignore_file, BuildError, BuildOptions};
 use crate::export::archive::{write_archive, Flavor};
 use crate::export::Output;
@@ -91,6 +93,13 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         _ => None,
     };
     let target = a.platform.clone().unwrap_or_else(host_platform);
+    if a.push && tags.is_empty() {
+        return Err(usage(
+            "--push needs at least one -t NAME[:TAG]",
+            "name the image to push with -t",
+        ));
+    }
+    let client = super::registry::client(&a.registry);
     let opts = BuildOptions {
         context: a.context.clone(),
         ignore: ignore_file(
@@ -108,7 +117,15 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         compression,
         named_contexts: key_values(&a.build_contexts, "--build-context", false)?
             .into_iter()
+            .map(|(k, v)| {
+                let v = v
+                    .strip_prefix("docker-image://")
+                    .map(String::from)
+                    .unwrap_or(v);
+                (k, v)
+            })
             .collect(),
+        registry: Some(client.clone()),
     };
     let store = super::store::open(&a.store)?;
     let built = build::build(&df, &store, &opts).map_err(|e| build_error(&df_name, e))?;
@@ -118,10 +135,32 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         }
     }
     let created = built.config.created.clone().unwrap_or_default();
+    let sources: BTreeMap<String, String> = built
+        .sources
+        .iter()
+        .map(|(d, r)| (d.clone(), format!("{}/{}", r.domain, r.path)))
+        .collect();
     for t in &tags {
         store
-            .set_tag(&t.to_string(), &built.manifest, &created)
+            .set_tag_with_sources(&t.to_string(), &built.manifest, &created, sources.clone())
             .map_err(|e| CliError::new(ExitKind::Failure, e.to_string()))?;
+    }
+    if !outputs.is_empty() {
+        // Outputs hold every blob: fetch the base layers nothing needed so far.
+        let mut by_source: BTreeMap<String, (Reference, Vec<crate::content::Descriptor>)> =
+            BTreeMap::new();
+        for l in &built.layers {
+            if let Some(r) = built.sources.get(&l.digest) {
+                by_source
+                    .entry(r.to_string())
+                    .or_insert_with(|| (r.clone(), Vec::new()))
+                    .1
+                    .push(l.clone());
+            }
+        }
+        for (r, layers) in by_source.values() {
+            crate::registry::pull::fetch_blobs(&client, r, layers, &store)?;
+        }
     }
     let mtime = opts.epoch.unwrap_or(0);
     for o in &outputs {
@@ -168,18 +207,41 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
             CliError::new(ExitKind::Failure, format!("writing {}: {e}", p.display()))
         })?;
     }
-    if a.quiet {
-        println!("{}", built.manifest.digest);
-    } else {
+    if !a.quiet {
         for t in &tags {
             eprintln!("naming to {t}");
         }
+    }
+    if a.push {
+        for t in &tags {
+            super::registry::push_one(
+                &client,
+                &store,
+                &built.manifest,
+                t,
+                &built.sources,
+                a.quiet,
+            )?;
+        }
+    } else {
         println!("{}", built.manifest.digest);
     }
     Ok(())
 }
 
 fn build_error(df_name: &str, e: BuildError) -> CliError {
+    use crate::build::base::BaseError;
+    match e {
+        BuildError::Base(BaseError::Registry(r)) => return r.into(),
+        BuildError::Base(BaseError::Reference(r)) => {
+            return CliError::new(
+                ExitKind::InvalidReference,
+                format!("invalid base image reference: {r}"),
+            )
+            .hinted(r.hint())
+        }
+        _ => {}
+    }
     let msg = match e.line() {
         Some(_) => format!("{df_name}:{e}").replacen(":line ", ":", 1),
         None => e.to_string(),

@@ -15,6 +15,14 @@ pub enum ExitKind {
     Dockerfile = 3,
     /// An image reference is malformed (`InvalidImageName`).
     InvalidReference = 4,
+    /// The repository does not exist in the registry.
+    RepositoryNotFound = 5,
+    /// The tag or digest does not exist in the repository.
+    TagNotFound = 6,
+    /// Authentication is missing or was rejected.
+    Unauthorized = 7,
+    /// The registry cannot be reached (network, TLS, HTTP vs HTTPS).
+    Network = 8,
 }
 
 /// A failure ready to be shown: message, optional hint, exit class.
@@ -62,6 +70,25 @@ impl fmt::Display for CliError {
             write!(f, "\n  hint: {h}")?;
         }
         Ok(())
+    }
+}
+
+impl From<crate::registry::RegistryError> for CliError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        use crate::registry::RegistryError as R;
+        let kind = match &e {
+            R::NameUnknown { .. } => ExitKind::RepositoryNotFound,
+            R::ManifestUnknown { .. } => ExitKind::TagNotFound,
+            R::Unauthorized { .. } => ExitKind::Unauthorized,
+            R::Network { .. } => ExitKind::Network,
+            _ => ExitKind::Failure,
+        };
+        let hint = e.hint();
+        let mut err = CliError::new(kind, e.to_string());
+        if let Some(h) = hint {
+            err = err.hinted(h);
+        }
+        err
     }
 }
 

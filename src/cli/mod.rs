@@ -6,6 +6,7 @@ mod build;
 pub mod error;
 mod inspect_ref;
 mod parse;
+mod registry;
 mod store;
 
 use std::process::ExitCode;
@@ -43,6 +44,11 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
         "prune",
         "inspect-ref",
         "parse",
+        "pull",
+        "push",
+        "tag",
+        "login",
+        "logout",
         "help",
     ];
     if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
@@ -63,5 +69,10 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Commands::Prune(a) => store::prune(a),
         Commands::InspectRef(a) => inspect_ref::run(a),
         Commands::Parse(a) => parse::run(a),
+        Commands::Pull(a) => registry::pull_cmd(a),
+        Commands::Push(a) => registry::push_cmd(a),
+        Commands::Tag(a) => registry::tag_cmd(a),
+        Commands::Login(a) => registry::login_cmd(a),
+        Commands::Logout(a) => registry::logout_cmd(a),
     }
 }

@@ -67,7 +67,7 @@ fn image_size(store: &Store, manifest: &str) -> Option<u64> {
     Some(m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
 }
 
-fn human(n: u64) -> String {
+pub(super) fn human(n: u64) -> String {
     let units = ["B", "kB", "MB", "GB"];
     let mut v = n as f64;
     let mut i = 0;

@@ -88,6 +88,10 @@ pub struct TagEntry {
     pub manifest: Descriptor,
     /// When the tag was written (RFC 3339).
     pub created: String,
+    /// Where blobs of this image that the store may not hold can be fetched from
+    /// (digest → `registry/repository`): layers of registry bases, pulled lazily.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub sources: BTreeMap<String, String>,
 }
 
 /// The local store.
@@ -267,6 +271,17 @@ impl Store {
         manifest: &Descriptor,
         created: &str,
     ) -> Result<(), StoreError> {
+        self.set_tag_with_sources(tag, manifest, created, BTreeMap::new())
+    }
+
+    /// Points `tag` at a manifest whose blobs may partly live in registries (`sources`).
+    pub fn set_tag_with_sources(
+        &self,
+        tag: &str,
+        manifest: &Descriptor,
+        created: &str,
+        sources: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
         let digest = Digest::parse(&manifest.digest)
             .map_err(|_| StoreError::BadDigest(manifest.digest.clone()))?;
         if !self.has(&digest) {
@@ -281,6 +296,7 @@ impl Store {
             TagEntry {
                 manifest: m,
                 created: created.to_string(),
+                sources,
             },
         );
         self.write_tags(&tags)

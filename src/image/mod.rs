@@ -280,6 +280,23 @@ impl std::fmt::Display for Platform {
     }
 }
 
+/// The OCI media type for a layer of another image format (Docker's schema 2 types map to
+/// their OCI twins; the bytes are the same), so manifests rbuild writes are uniformly OCI.
+pub fn oci_layer_media_type(mt: &str) -> String {
+    match mt {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.v1.tar+gzip".into()
+        }
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into()
+        }
+        "application/vnd.docker.image.rootfs.diff.tar" => {
+            "application/vnd.oci.image.layer.v1.tar".into()
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod platform_tests {
     use super::Platform;

@@ -77,9 +77,9 @@ fn put(dir: &Path, data: &[u8]) -> (String, usize) {
     (format!("sha256:{d}"), data.len())
 }
 
-/// Writes an OCI layout at `dir` with one gzip layer per entry of `layers`, tagged `tag`.
-/// Returns the manifest digest.
-pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<Item<'_>>]) -> String {
+/// Writes the blobs of one image (gzip layers, config for `arch`); returns the manifest's
+/// digest and size.
+fn write_image(dir: &Path, arch: &str, layers: &[Vec<Item<'_>>]) -> (String, usize) {
     fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
@@ -92,7 +92,7 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<Item<'_>>]) -> String {
         descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
     }
     let config = json!({
-        "architecture": "amd64", "os": "linux",
+        "architecture": arch, "os": "linux",
         "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": layers.iter().map(|_| json!({"created_by": "test"})).collect::<Vec<_>>(),
@@ -103,11 +103,48 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<Item<'_>>]) -> String {
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
         "layers": descs,
     });
-    let (md, ms) = put(dir, manifest.to_string().as_bytes());
-    let index = json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
-        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    put(dir, manifest.to_string().as_bytes())
+}
+
+fn write_index_json(dir: &Path, entry: serde_json::Value) {
+    let index = json!({"schemaVersion": 2, "manifests": [entry]});
     fs::write(dir.join("index.json"), index.to_string()).unwrap();
     fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Writes an OCI layout at `dir` with one gzip layer per entry of `layers`, tagged `tag`.
+/// Returns the manifest digest.
+pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<Item<'_>>]) -> String {
+    let (md, ms) = write_image(dir, "amd64", layers);
+    write_index_json(
+        dir,
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+               "annotations": {"org.opencontainers.image.ref.name": tag}}),
+    );
     md
+}
+
+/// Writes a multi-platform layout: an image index with one image per architecture, tagged
+/// `tag`. Returns the manifest digest per architecture.
+pub fn write_multi_arch_layout(
+    dir: &Path,
+    tag: &str,
+    archs: &[(&str, Vec<Item<'_>>)],
+) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for (arch, items) in archs {
+        let (md, ms) = write_image(dir, arch, std::slice::from_ref(items));
+        entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+                            "platform": {"os": "linux", "architecture": arch}}));
+        digests.push(md);
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+    let (id, is) = put(dir, index.to_string().as_bytes());
+    write_index_json(
+        dir,
+        json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": id, "size": is,
+               "annotations": {"org.opencontainers.image.ref.name": tag}}),
+    );
+    digests
 }

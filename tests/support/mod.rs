@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod layout;
+pub mod registry;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,27 @@ pub fn rbuild(args: &[&str], envs: &[(&str, &str)]) -> Output {
     c.output().expect("rbuild runs")
 }
 
+/// Runs the rbuild binary with `stdin` as its standard input.
+pub fn rbuild_stdin(args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+    c.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("rbuild runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs a third-party tool, failing with an install hint when it is missing.
 pub fn tool(name: &str, args: &[&str]) -> Output {
     let out = Command::new(name).args(args).output().unwrap_or_else(|e| {
@@ -129,6 +151,19 @@ impl Workspace {
     pub fn oci_output(&self) -> String {
         format!("type=oci,dest={}", self.out().display())
     }
+    /// The store root.
+    pub fn store(&self) -> PathBuf {
+        self.tmp.path().join("store")
+    }
+
+    /// Runs an rbuild subcommand (`pull`, `push`, ...) with `--root <store>` appended.
+    pub fn cmd(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let root = self.store();
+        let mut all = args.to_vec();
+        all.extend(["--root", root.to_str().unwrap()]);
+        rbuild(&all, envs)
+    }
+
     /// Runs rbuild with `args`, then `--root <store> <ctx>`.
     pub fn rbuild(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
         let root = self.tmp.path().join("store");

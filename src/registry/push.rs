@@ -1,0 +1,281 @@
+//! Pushing an image from the store: each blob is checked with HEAD first, mounted from another
+//! repository of the same registry when rbuild knows it is there (a base image's layers), and
+//! otherwise uploaded — one PUT for small blobs, PATCH chunks for large ones — several blobs at
+//! once; the manifest goes last, once per tag.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use reqwest::blocking::Body;
+use reqwest::StatusCode;
+
+use super::client::{absolute, Client, Host, Scope};
+use super::pull::fetch_blob;
+use super::RegistryError;
+use crate::content::{Descriptor, Store};
+use crate::image::Manifest;
+use crate::reference::{Digest, Reference};
+
+/// Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size.
+pub const CHUNK: u64 = 32 << 20;
+const PARALLEL: usize = 4;
+
+/// How each blob got to the registry.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PushReport {
+    /// Already there (HEAD said so).
+    pub existing: usize,
+    /// Mounted from another repository.
+    pub mounted: usize,
+    /// Uploaded.
+    pub uploaded: usize,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// The manifest digest.
+    pub digest: String,
+}
+
+fn protocol(host: &str, message: impl Into<String>) -> RegistryError {
+    RegistryError::Protocol {
+        host: host.to_string(),
+        message: message.into(),
+    }
+}
+
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+fn location(host: &Host, resp: &reqwest::blocking::Response) -> Result<String, RegistryError> {
+    resp.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| absolute(&host.base, l))
+        .ok_or_else(|| protocol(&host.name, "upload session without a Location header"))
+}
+
+/// A file region as a request body (reopened per attempt so retries resend it whole).
+fn region(path: &PathBuf, start: u64, len: u64) -> Body {
+    match std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(start)).map(|_| f)) {
+        Ok(f) => Body::sized(f.take(len), len),
+        Err(_) => Body::from(Vec::new()), // the registry's digest check will refuse it
+    }
+}
+
+enum Outcome {
+    Existing,
+    Mounted,
+    Uploaded(u64),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_blob(
+    client: &Client,
+    host: &Arc<Host>,
+    scope: &Scope,
+    repo: &str,
+    desc: &Descriptor,
+    store: &Store,
+    source: Option<&Reference>,
+    dest_domain: &str,
+) -> Result<Outcome, RegistryError> {
+    let digest = Digest::parse(&desc.digest)
+        .map_err(|_| protocol(&host.name, format!("malformed digest {:?}", desc.digest)))?;
+    let what = format!("{}/{repo}", host.name);
+    let head = client.send(host, scope, &what, &|h, base| {
+        h.head(format!("{base}/v2/{repo}/blobs/{digest}"))
+    })?;
+    if head.status().is_success() {
+        return Ok(Outcome::Existing);
+    }
+    let mut session = None;
+    if let Some(src) = source.filter(|s| s.domain == dest_domain && s.path != repo) {
+        let resp = client.send(host, scope, &what, &|h, base| {
+            h.post(format!(
+                "{base}/v2/{repo}/blobs/uploads/?mount={digest}&from={}",
+                src.path
+            ))
+        })?;
+        match resp.status() {
+            StatusCode::CREATED => return Ok(Outcome::Mounted),
+            StatusCode::ACCEPTED => session = Some(location(host, &resp)?),
+            _ => {}
+        }
+    }
+    if !store.has(&digest) {
+        // A lazily pulled base layer: fetch it from where it lives, then upload.
+        let src = source.ok_or_else(|| {
+            protocol(
+                &host.name,
+                format!("blob {digest} is neither in the store nor known to any registry"),
+            )
+        })?;
+        let src_host = client.host(&src.domain)?;
+        fetch_blob(client, &src_host, &src.path, desc, store)?;
+    }
+    let path = store.blob_path(&digest);
+    let size = std::fs::metadata(&path)
+        .map_err(crate::content::io_err("read", &path))?
+        .len();
+    let mut loc = match session {
+        Some(l) => l,
+        None => {
+            let resp = client.send(host, scope, &what, &|h, base| {
+                h.post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            })?;
+            if resp.status() != StatusCode::ACCEPTED {
+                return Err(protocol(
+                    &host.name,
+                    format!("starting an upload to {what}: {}", resp.status()),
+                ));
+            }
+            location(host, &resp)?
+        }
+    };
+    if size > CHUNK {
+        let mut start = 0;
+        while start < size {
+            let len = CHUNK.min(size - start);
+            let url = loc.clone();
+            let resp = client.send(host, scope, &what, &|h, _| {
+                h.patch(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(
+                        reqwest::header::CONTENT_RANGE,
+                        format!("{start}-{}", start + len - 1),
+                    )
+                    .body(region(&path, start, len))
+            })?;
+            if resp.status() != StatusCode::ACCEPTED {
+                return Err(protocol(
+                    &host.name,
+                    format!("uploading {digest} to {what}: {}", resp.status()),
+                ));
+            }
+            loc = location(host, &resp)?;
+            start += len;
+        }
+        let url = with_digest(&loc, &digest);
+        let resp = client.send(host, scope, &what, &|h, _| h.put(&url).body(Vec::new()))?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(protocol(
+                &host.name,
+                format!("finishing {digest} on {what}: {}", resp.status()),
+            ));
+        }
+    } else {
+        let url = with_digest(&loc, &digest);
+        let resp = client.send(host, scope, &what, &|h, _| {
+            h.put(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(region(&path, 0, size))
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(protocol(
+                &host.name,
+                format!("uploading {digest} to {what}: {}", resp.status()),
+            ));
+        }
+    }
+    Ok(Outcome::Uploaded(size))
+}
+
+/// Pushes the image whose manifest is `manifest` to `dest` (its tag, or its digest when it
+/// has none). `sources` says where blobs that came from registries live (for mounts and
+/// for blobs not in the store yet).
+pub fn push(
+    client: &Client,
+    store: &Store,
+    manifest: &Descriptor,
+    dest: &Reference,
+    sources: &BTreeMap<String, Reference>,
+) -> Result<PushReport, RegistryError> {
+    let host = client.host(&dest.domain)?;
+    let mdigest = Digest::parse(&manifest.digest).map_err(|_| {
+        protocol(
+            &host.name,
+            format!("malformed digest {:?}", manifest.digest),
+        )
+    })?;
+    let bytes = store.read(&mdigest)?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| protocol(&host.name, format!("manifest {mdigest} in the store: {e}")))?;
+    let mut blobs: Vec<&Descriptor> = m.layers.iter().collect();
+    blobs.push(&m.config);
+    let mount_from: Vec<String> = blobs
+        .iter()
+        .filter_map(|b| sources.get(&b.digest))
+        .filter(|s| s.domain == dest.domain)
+        .map(|s| s.path.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let scope = Scope::push(&dest.path, &mount_from);
+    let next = AtomicUsize::new(0);
+    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..PARALLEL.min(blobs.len()))
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<Outcome>, RegistryError> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(b) = blobs.get(i) else {
+                            return Ok(mine);
+                        };
+                        mine.push(push_blob(
+                            client,
+                            &host,
+                            &scope,
+                            &dest.path,
+                            b,
+                            store,
+                            sources.get(&b.digest),
+                            &dest.domain,
+                        )?);
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok::<_, RegistryError>(all)
+    })?;
+    let mut report = PushReport::default();
+    for o in outcomes {
+        match o {
+            Outcome::Existing => report.existing += 1,
+            Outcome::Mounted => report.mounted += 1,
+            Outcome::Uploaded(n) => {
+                report.uploaded += 1;
+                report.bytes += n;
+            }
+        }
+    }
+    let reference = dest.tag.clone().unwrap_or_else(|| mdigest.to_string());
+    let media = m
+        .media_type
+        .clone()
+        .unwrap_or_else(|| manifest.media_type.clone());
+    let what = dest.to_string();
+    let resp = client.send(&host, &scope, &what, &|h, base| {
+        h.put(format!("{base}/v2/{}/manifests/{reference}", dest.path))
+            .header(reqwest::header::CONTENT_TYPE, media.as_str())
+            .body(bytes.clone())
+    })?;
+    if resp.status() != StatusCode::CREATED {
+        let status = resp.status();
+        let body = resp.text().unwrap_or_default();
+        return Err(protocol(
+            &host.name,
+            format!("pushing the manifest to {what}: {status} {}", body.trim()),
+        ));
+    }
+    report.digest = mdigest.to_string();
+    Ok(report)
+}
