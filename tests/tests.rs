@@ -12,6 +12,10 @@ mod copy_sources;
 mod frontend_never_panics;
 #[path = "outputs.rs"]
 mod outputs;
+#[path = "pull_errors.rs"]
+mod pull_errors;
+#[path = "registry_auth.rs"]
+mod registry_auth;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
 mod support;

@@ -213,8 +213,8 @@ impl Drop for Registry {
     }
 }
 
-/// A token service for `auth: token`: `testuser` may pull and push `team/*`, anyone may pull
-/// `public/*`, nothing else is granted. Tokens are RS256 JWTs with the certificate in `x5c`.
+/// A token service for `auth: token`: `testuser` may pull and push `team/*` and `public/*`,
+/// anyone may pull `public/*`, nothing else is granted. Tokens are RS256 JWTs with the certificate in `x5c`.
 pub struct TokenIssuer {
     /// Its port on 127.0.0.1.
     pub port: u16,
@@ -355,8 +355,8 @@ fn serve(stream: TcpStream, key: &Path, der_b64: &str) {
             let allowed: Vec<&str> = wanted
                 .split(',')
                 .filter(|a| {
-                    (name.starts_with("team/") && authed)
-                        || (name.starts_with("public/") && *a == "pull")
+                    let ours = name.starts_with("team/") || name.starts_with("public/");
+                    (ours && authed) || (name.starts_with("public/") && *a == "pull")
                 })
                 .collect();
             access
