@@ -167,3 +167,40 @@ fn token_auth_grants_scopes_per_repository() {
         err(&o)
     );
 }
+
+#[test]
+fn credential_helpers_named_by_config_json_are_used() {
+    let reg = Registry::start(Mode::HtpasswdTls);
+    let ws = Workspace::new();
+    let bin = ws.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rbuildtest");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = \"{}\" ] && echo '{{\"ServerURL\":\"'$server'\",\"Username\":\"{USER}\",\"Secret\":\"{PASS}\"}}' && exit 0\necho 'credentials not found in native keychain'; exit 1\n", reg.host),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = ws.tmp.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("config.json"), r#"{"credsStore":"rbuildtest"}"#).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let certs = reg.certs_d();
+    let env = [
+        ("DOCKER_CONFIG", config.to_str().unwrap()),
+        ("RBUILD_CERTS_D", certs.to_str().unwrap()),
+        ("PATH", path.as_str()),
+    ];
+    write(&ws.ctx(), "a.txt", "a");
+    write(&ws.ctx(), "Dockerfile", "FROM scratch\nCOPY a.txt /\n");
+    let o = ws.rbuild(
+        &["-t", &format!("{}/team/app:v1", reg.host), "--push"],
+        &env,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+}

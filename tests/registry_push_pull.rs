@@ -213,3 +213,69 @@ fn pull_picks_the_platform_from_an_index() {
         "{err}"
     );
 }
+
+#[test]
+fn large_layers_go_up_in_chunks_and_arrive_intact() {
+    let reg = Registry::start(Mode::Plain);
+    let ws = Workspace::new();
+    // 24 MB that gzip cannot shrink below the 16 MiB single-PUT limit.
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    let data: Vec<u8> = (0..24_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::create_dir_all(ws.ctx()).unwrap();
+    fs::write(ws.ctx().join("big.bin"), &data).unwrap();
+    write(&ws.ctx(), "Dockerfile", "FROM scratch\nCOPY big.bin /\n");
+    let name = format!("{}/team/big:v1", reg.host);
+    let pinned = stdout(&ws.rbuild(&["-t", &name, "--push"], &[]));
+    assert_eq!(
+        skopeo_digest(&format!("docker://{name}")),
+        pinned.split_once('@').unwrap().1
+    );
+    let out = ws.tmp.path().join("copy");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{name}"),
+            &format!("oci:{}:v1", out.display()),
+        ],
+    );
+    let bundle = ws.tmp.path().join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:v1", out.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(fs::read(bundle.join("rootfs/big.bin")).unwrap() == data);
+}
+
+#[test]
+fn docker_hub_names_resolve_through_a_registry_mirror() {
+    let mirror = Registry::start(Mode::Plain);
+    let src = tempfile::tempdir().unwrap();
+    write_layout(src.path(), "v1", &[vec![file("hello", b"from the mirror")]]);
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.path().display()),
+            &format!("docker://{}/library/hello:1", mirror.host),
+        ],
+    );
+    let ws = Workspace::new();
+    let pulled = stdout(&ws.cmd(&["pull", "--registry-mirror", &mirror.host, "hello:1"], &[]));
+    let want = skopeo_digest(&format!("docker://{}/library/hello:1", mirror.host));
+    assert_eq!(pulled, format!("hello@{want}"));
+}
