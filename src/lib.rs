@@ -15,6 +15,7 @@
 pub mod build;
 pub mod cli;
 pub mod content;
+pub mod exec;
 pub mod export;
 pub mod frontend;
 pub mod image;

@@ -18,4 +18,6 @@ mod pull_errors;
 mod registry_auth;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
+#[path = "run_steps.rs"]
+mod run_steps;
 mod support;

@@ -487,10 +487,12 @@ fn build_stage(
     let mut scope = StageScope::new(global, df.parsed.escape, state.config.config.env_pairs());
     let inherited_cmd = state.config.config.cmd.is_some();
     let mut temps = Vec::new();
+    let mut ran;
     let mut cmd_set_here = false;
     for step in trigger_steps.iter().chain(&stage.steps) {
         let line = step.span.start;
         let ins = scope.step(step)?;
+        ran = false;
         let created_at = Some(image::rfc3339(created));
         let cfg = &mut state.config.config;
         let mut layer_entries: Option<Vec<Entry>> = None;
@@ -506,8 +508,12 @@ fn build_stage(
                     cfg.labels.insert(k.clone(), v.clone());
                 }
             }
-            Instruction::Run(_) => {
-                return Err(BuildError::step(line, "RUN is not supported yet: this rbuild builds Dockerfiles made of COPY, ADD and metadata instructions", Some("remove the RUN step or build with a release that has RUN support")));
+            Instruction::Run(r) => {
+                let run_env = scope.run_env();
+                let (entries, scratch) = run_step(r, &state, &run_env, store, step, line)?;
+                temps.push(scratch);
+                ran = true;
+                layer_entries = (!entries.is_empty()).then_some(entries);
             }
             Instruction::Cmd(c) => {
                 cfg.cmd = Some(command_argv(c, &cfg.shell));
@@ -592,13 +598,21 @@ fn build_stage(
         let created_by = history_text(step.original.as_str(), &ins);
         match layer_entries {
             Some(entries) => {
-                for e in &entries {
-                    state.files.insert(e.path.clone(), e.clone());
+                if !ran {
+                    for e in &entries {
+                        state.files.insert(e.path.clone(), e.clone());
+                    }
                 }
                 let desc = write_layer(store, entries, opts)?;
                 state.keep.extend(temps.drain(..).map(std::sync::Arc::new));
                 state.config.rootfs.diff_ids.push(desc.1);
                 state.layers.push(desc.0);
+                if ran {
+                    // A RUN may change anything: from here on the stage's files are read
+                    // from its unpacked layers, not from what this build wrote.
+                    state.files.clear();
+                    state.base_layers = state.layers.len();
+                }
                 state.config.history.push(History {
                     created: created_at,
                     created_by,
@@ -617,10 +631,135 @@ fn build_stage(
     Ok(state)
 }
 
+/// Runs one RUN step in the sandbox over the stage's filesystem; returns its layer entries
+/// (pointing into the returned scratch directory, which must outlive the layer write).
+fn run_step(
+    r: &crate::frontend::instructions::RunCmd,
+    state: &StageState,
+    env: &[(String, String)],
+    store: &Store,
+    step: &Step,
+    line: usize,
+) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
+    if !r.mounts.is_empty() {
+        return Err(BuildError::step(
+            line,
+            "RUN --mount is not supported yet",
+            Some("copy what the step needs with COPY, or drop the --mount flag"),
+        ));
+    }
+    if !r.heredocs.is_empty() {
+        return Err(BuildError::step(
+            line,
+            "RUN with heredocs is not supported yet",
+            Some("write the script into the context, COPY it and RUN it"),
+        ));
+    }
+    let no_network = match r.network.as_deref() {
+        None | Some("default") | Some("host") => false,
+        Some("none") => true,
+        Some(other) => {
+            return Err(BuildError::step(
+                line,
+                format!("unknown RUN --network={other}"),
+                Some("use default, none or host"),
+            ))
+        }
+    };
+    let cfg = &state.config.config;
+    let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
+    let lower = unpack_image(
+        store,
+        &state.layers,
+        &state.config.rootfs.diff_ids,
+        state.base_remote.as_ref(),
+        &state.base_name,
+    )?;
+    let scratch = store.temp_dir("run")?;
+    let dirs: Vec<PathBuf> = ["upper", "work", "merged"]
+        .iter()
+        .map(|d| scratch.path().join(d))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir(d)
+            .map_err(|e| BuildError::step(line, format!("{}: {e}", d.display()), None))?;
+    }
+    let spec = crate::exec::RunSpec {
+        lower: lower.clone(),
+        upper: dirs[0].clone(),
+        work: dirs[1].clone(),
+        merged: dirs[2].clone(),
+        argv: command_argv(&r.command, &cfg.shell),
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd: if cfg.working_dir.is_empty() {
+            "/".into()
+        } else {
+            cfg.working_dir.clone()
+        },
+        uid: uid as u32,
+        gid: gid as u32,
+        hostname: "rbuild".into(),
+        no_network,
+    };
+    let shown = step.original.trim().to_string();
+    crate::exec::run(&spec, &shown).map_err(|e| {
+        let hint = match &e {
+            crate::exec::ExecError::NotRoot => {
+                Some("run rbuild as root (for example in a privileged CI container)")
+            }
+            crate::exec::ExecError::Failed { .. } => Some("fix the command; its output is above"),
+            crate::exec::ExecError::Setup(_) => None,
+        };
+        BuildError::step(line, e.to_string(), hint)
+    })?;
+    let skip: Vec<String> = crate::exec::sandbox::MOUNT_POINTS
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(lower.join(p)).is_err())
+        .map(|p| p.to_string())
+        .collect();
+    let mut entries = crate::snapshot::diff::upper_entries(&dirs[0], &skip)
+        .map_err(|e| BuildError::step(line, format!("reading the step's changes: {e}"), None))?;
+    drop_untouched_dirs(&mut entries, &lower);
+    Ok((entries, scratch))
+}
+
+/// Drops directories that are only in the change set because something below them was (a
+/// sandbox mount point, say): same mode and owner as below, and nothing under them kept.
+fn drop_untouched_dirs(entries: &mut Vec<Entry>, lower: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let parents: BTreeSet<String> = entries
+            .iter()
+            .filter_map(|e| e.path.rsplit_once('/').map(|(p, _)| p.to_string()))
+            .collect();
+        let before = entries.len();
+        entries.retain(|e| {
+            if !matches!(e.kind, Kind::Dir) || parents.contains(&e.path) {
+                return true;
+            }
+            match std::fs::symlink_metadata(lower.join(&e.path)) {
+                Ok(m) => {
+                    !(m.is_dir()
+                        && m.mode() & 0o7777 == e.mode
+                        && m.uid() as u64 == e.uid
+                        && m.gid() as u64 == e.gid)
+                }
+                Err(_) => true,
+            }
+        });
+        if entries.len() == before {
+            break;
+        }
+    }
+}
+
 fn history_text(original: &str, ins: &Instruction) -> String {
     let first = original.trim();
     match ins {
-        Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_) => {
+        Instruction::Copy(_)
+        | Instruction::Add(_)
+        | Instruction::Workdir(_)
+        | Instruction::Run(_) => {
             format!("{first} # buildkit")
         }
         _ => first.to_string(),

@@ -6,6 +6,8 @@
 //! diff_id, then renamed into place: a crash leaves only a `.tmp-*` directory, never a
 //! half-unpacked snapshot under its final name.
 
+pub mod diff;
+
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 

@@ -148,3 +148,32 @@ pub fn write_multi_arch_layout(
     );
     digests
 }
+
+/// A busybox base (Debian's busybox-static) with the applets the tests use, `/etc/passwd`
+/// with `app` (1000), `/tmp` and `/etc/removeme`; tagged `v1`.
+pub fn busybox_layout(dir: &Path) {
+    let bb = fs::read("/bin/busybox")
+        .expect("/bin/busybox is required (apt-get install busybox-static; scripts/test.sh does)");
+    let applets = [
+        "sh", "echo", "id", "mkdir", "rm", "cat", "ls", "wc", "hostname", "touch", "chmod", "env",
+    ];
+    let mut items = vec![
+        Item::Dir("bin"),
+        Item::File("bin/busybox", &bb, 0o755, 0, 0),
+        Item::Dir("etc"),
+        file(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        ),
+        file("etc/group", b"root:x:0:\napp:x:1000:\n"),
+        file("etc/removeme", b"gone soon"),
+        Item::DirWith("tmp", 0o1777, 0, 0),
+    ];
+    for a in applets {
+        items.push(Item::Symlink(
+            Box::leak(format!("bin/{a}").into_boxed_str()),
+            "busybox",
+        ));
+    }
+    write_layout(dir, "v1", &[items]);
+}

@@ -1,0 +1,171 @@
+//! RUN steps without a daemon: the command runs in new mount, PID, UTS and IPC namespaces
+//! (and a new network namespace for `--network=none`) over an overlay whose lower layer is the
+//! stage's filesystem and whose upper directory becomes the step's layer.
+//!
+//! The isolation is done in-process with `rustix` rather than through runc: no external
+//! runtime to install, no OCI bundle to write, and the same code path serves the later
+//! rootless and chroot modes. rbuild re-executes itself (`rbuild __sandbox SPEC`) with the
+//! namespaces unshared, so the multi-threaded builder never forks into unsafe territory; the
+//! helper mounts the overlay, `/proc`, a minimal `/dev` and the host's resolv.conf/hosts inside
+//! its private mount namespace (they vanish with it, even on `kill -9`), then forks the
+//! command as PID 1 of the new PID namespace after `pivot_root`.
+
+pub mod sandbox;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// What one RUN needs, handed to the sandbox helper as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The stage's filesystem so far (read-only lower layer).
+    pub lower: PathBuf,
+    /// Where the step's changes go.
+    pub upper: PathBuf,
+    /// Overlay's work directory (same filesystem as `upper`).
+    pub work: PathBuf,
+    /// Mount point for the merged view.
+    pub merged: PathBuf,
+    /// The command (already through the stage's SHELL for shell form).
+    pub argv: Vec<String>,
+    /// Environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Working directory inside the image.
+    pub cwd: String,
+    /// User and group ids.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Hostname inside.
+    pub hostname: String,
+    /// No network (`--network=none`).
+    pub no_network: bool,
+}
+
+/// RUN failures.
+#[derive(Debug, Error)]
+pub enum ExecError {
+    /// RUN needs privileges this process lacks.
+    #[error("RUN needs root in this rbuild (rootless RUN with user namespaces is not built yet)")]
+    NotRoot,
+    /// The sandbox could not be set up.
+    #[error("setting up the RUN sandbox: {0}")]
+    Setup(String),
+    /// The command failed.
+    #[error("{command} exited with code {code}{}", tail_text(.tail))]
+    Failed {
+        /// The command as shown.
+        command: String,
+        /// Its exit code (128+N for signal N).
+        code: i32,
+        /// Its last output lines.
+        tail: Vec<String>,
+    },
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; last output:\n    {}", tail.join("\n    "))
+    }
+}
+
+/// Lines of output kept for the error message.
+const TAIL: usize = 15;
+
+/// Runs the step described by `spec`; the command's output goes to this process's stderr.
+pub fn run(spec: &RunSpec, shown: &str) -> Result<(), ExecError> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(ExecError::NotRoot);
+    }
+    let dir = spec.upper.parent().unwrap_or(Path::new("/tmp"));
+    let spec_path = dir.join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(spec).expect("json"))
+        .map_err(|e| ExecError::Setup(format!("{}: {e}", spec_path.display())))?;
+    let exe = std::env::current_exe().map_err(|e| ExecError::Setup(e.to_string()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__sandbox")
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let no_network = spec.no_network;
+    // SAFETY: the closure only makes async-signal-safe system calls (prctl, unshare).
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            use rustix::thread::UnshareFlags as F;
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
+            let mut flags = F::NEWNS | F::NEWPID | F::NEWUTS | F::NEWIPC;
+            if no_network {
+                flags |= F::NEWNET;
+            }
+            rustix::thread::unshare_unsafe(flags).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ExecError::Setup(format!("starting the sandbox: {e}")))?;
+    let tail = Arc::new(Mutex::new(std::collections::VecDeque::<String>::new()));
+    let pumps: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|r| {
+        let tail = tail.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+                let mut t = tail.lock().expect("tail lock");
+                t.push_back(line);
+                if t.len() > TAIL {
+                    t.pop_front();
+                }
+            }
+        })
+    })
+    .collect();
+    let status = child
+        .wait()
+        .map_err(|e| ExecError::Setup(format!("waiting for the sandbox: {e}")))?;
+    for p in pumps {
+        let _ = p.join();
+    }
+    let _ = std::fs::remove_file(&spec_path);
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(sandbox::SETUP_FAILED) => Err(ExecError::Setup(
+            tail.lock()
+                .expect("tail lock")
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+        code => {
+            use std::os::unix::process::ExitStatusExt;
+            let code = code.unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            Err(ExecError::Failed {
+                command: shown.to_string(),
+                code,
+                tail: tail.lock().expect("tail lock").iter().cloned().collect(),
+            })
+        }
+    }
+}

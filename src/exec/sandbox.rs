@@ -1,0 +1,197 @@
+//! The sandbox helper (`rbuild __sandbox SPEC`), started with new mount, PID, UTS and IPC
+//! namespaces already unshared: it builds the container's view and runs the command as PID 1.
+
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use rustix::mount::{self, MountFlags, MountPropagationFlags, UnmountFlags};
+
+use super::RunSpec;
+
+/// Exit code of the helper when the sandbox itself could not be set up.
+pub const SETUP_FAILED: i32 = 125;
+
+/// Device nodes bound from the host into the container's `/dev`.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Paths rbuild may create as mount points; the snapshot drops them when the base lacked them.
+pub const MOUNT_POINTS: &[&str] = &["dev", "proc", "sys", "etc/resolv.conf", "etc/hosts"];
+
+/// Entry point of the helper; returns the process exit code.
+pub fn main(spec_path: &str) -> i32 {
+    match setup_and_run(spec_path) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rbuild sandbox: {e}");
+            SETUP_FAILED
+        }
+    }
+}
+
+fn c(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("NUL in path {}", p.display()))
+}
+
+fn ensure_file(p: &Path) -> Result<(), String> {
+    if std::fs::symlink_metadata(p).is_err() {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(p, b"").map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn setup_and_run(spec_path: &str) -> Result<i32, String> {
+    let spec: RunSpec =
+        serde_json::from_slice(&std::fs::read(spec_path).map_err(|e| format!("{spec_path}: {e}"))?)
+            .map_err(|e| format!("{spec_path}: {e}"))?;
+    let err = |what: &str| {
+        let what = what.to_string();
+        move |e: rustix::io::Errno| format!("{what}: {e}")
+    };
+    mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(err("making mounts private"))?;
+    for p in [&spec.lower, &spec.upper, &spec.work] {
+        let s = p.to_string_lossy();
+        if s.contains([',', ':']) {
+            return Err(format!("overlay paths may not contain ',' or ':': {s}"));
+        }
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        spec.lower.display(),
+        spec.upper.display(),
+        spec.work.display()
+    );
+    let data = CString::new(data).map_err(|_| "NUL in overlay options".to_string())?;
+    let merged = &spec.merged;
+    mount::mount(
+        "overlay",
+        merged,
+        "overlay",
+        MountFlags::empty(),
+        data.as_c_str(),
+    )
+    .map_err(err("mounting the overlay (is overlayfs available?)"))?;
+    let _ = rustix::system::sethostname(spec.hostname.as_bytes());
+
+    // A minimal /dev on tmpfs with the host's harmless devices bound in.
+    let dev = merged.join("dev");
+    std::fs::create_dir_all(&dev).map_err(|e| format!("{}: {e}", dev.display()))?;
+    mount::mount(
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        c"mode=755",
+    )
+    .map_err(err("mounting /dev"))?;
+    for d in DEVICES {
+        let target = dev.join(d);
+        ensure_file(&target)?;
+        let _ = mount::mount_bind(Path::new("/dev").join(d), &target);
+    }
+    for dir in ["shm", "pts"] {
+        let _ = std::fs::create_dir(dev.join(dir));
+    }
+    let _ = mount::mount(
+        "shm",
+        dev.join("shm"),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        c"mode=1777",
+    );
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, dev.join(link));
+    }
+    // /sys read-only, the host's name resolution files.
+    let sys = merged.join("sys");
+    if std::fs::create_dir_all(&sys).is_ok() && mount::mount_bind_recursive("/sys", &sys).is_ok() {
+        let _ = mount::mount_remount(&sys, MountFlags::BIND | MountFlags::RDONLY, c"");
+    }
+    for f in ["etc/resolv.conf", "etc/hosts"] {
+        let host = Path::new("/").join(f);
+        let target = merged.join(f);
+        if host.is_file() && std::fs::symlink_metadata(&target).map_or(true, |m| m.is_file()) {
+            ensure_file(&target)?;
+            let _ = mount::mount_bind(&host, &target);
+        }
+    }
+    let proc_dir = merged.join("proc");
+    std::fs::create_dir_all(&proc_dir).map_err(|e| format!("{}: {e}", proc_dir.display()))?;
+
+    // Everything the child needs, prepared before fork (no allocation after it).
+    let merged_c = c(merged)?;
+    let proc_c = c(&proc_dir)?;
+    let cwd_c = CString::new(if spec.cwd.is_empty() {
+        "/"
+    } else {
+        spec.cwd.as_str()
+    })
+    .map_err(|_| "NUL in WORKDIR".to_string())?;
+    let (uid, gid) = (spec.uid, spec.gid);
+    let program = spec.argv.first().ok_or("empty command")?.clone();
+    let mut cmd = Command::new(&program);
+    cmd.args(&spec.argv[1..]).env_clear();
+    for kv in &spec.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    // SAFETY: the helper is single-threaded, and the closure only makes system calls on
+    // data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            use rustix::process::{chdir, pivot_root, set_parent_process_death_signal, Signal};
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            mount::mount(
+                c"proc",
+                proc_c.as_c_str(),
+                c"proc",
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                None,
+            )?;
+            chdir(merged_c.as_c_str())?;
+            pivot_root(c".", c".")?;
+            mount::unmount(c".", UnmountFlags::DETACH)?;
+            chdir(c"/")?;
+            chdir(cwd_c.as_c_str())?;
+            rustix::thread::set_thread_groups(&[])?;
+            rustix::thread::set_thread_res_gid(
+                rustix::fs::Gid::from_raw_unchecked(gid),
+                rustix::fs::Gid::from_raw_unchecked(gid),
+                rustix::fs::Gid::from_raw_unchecked(gid),
+            )?;
+            rustix::thread::set_thread_res_uid(
+                rustix::fs::Uid::from_raw_unchecked(uid),
+                rustix::fs::Uid::from_raw_unchecked(uid),
+                rustix::fs::Uid::from_raw_unchecked(uid),
+            )?;
+            Ok(())
+        });
+    }
+    match cmd.status() {
+        Ok(st) => {
+            use std::os::unix::process::ExitStatusExt;
+            Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("{program}: not found in the image (or the working directory is missing)");
+            Ok(127)
+        }
+        Err(e) => Err(format!("starting {program}: {e}")),
+    }
+}

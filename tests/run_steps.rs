@@ -1,0 +1,113 @@
+//! RUN: commands run as root in namespaces over an overlay of the stage's filesystem; what
+//! they change (whiteouts included) becomes the layer; ENV, ARG, USER, WORKDIR and
+//! `--network=none` apply; failures show the command, its exit code and its last output.
+
+use std::fs;
+
+use crate::support::layout::busybox_layout;
+use crate::support::{is_root, write, Workspace};
+
+fn with_busybox(dockerfile: &str) -> (Workspace, String) {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("busybox");
+    busybox_layout(&base);
+    write(&ws.ctx(), "Dockerfile", dockerfile);
+    (ws, format!("base=oci-layout://{}:v1", base.display()))
+}
+
+#[test]
+fn run_changes_become_a_layer_with_whiteouts() {
+    assert!(is_root(), "RUN tests need root (CI runs as root)");
+    let (ws, bc) = with_busybox(
+        "FROM base\nRUN echo hello > /greeting && mkdir -p /app/data && rm /etc/removeme\nRUN [\"/bin/sh\", \"-c\", \"hostname > /app/host\"]\n",
+    );
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    assert_eq!(
+        fs::read_to_string(root.join("greeting")).unwrap(),
+        "hello\n"
+    );
+    assert!(root.join("app/data").is_dir());
+    assert!(
+        !root.join("etc/removeme").exists(),
+        "the whiteout deletes the base's file"
+    );
+    assert!(root.join("etc/passwd").exists());
+    assert_eq!(
+        fs::read_to_string(root.join("app/host")).unwrap().trim(),
+        "rbuild"
+    );
+    // Mount points the sandbox used do not leak into layers.
+    let layers = ws.layer_listings();
+    assert!(
+        !layers[1].contains("resolv.conf") && !layers[1].contains(" dev/"),
+        "{}",
+        layers[1]
+    );
+    assert!(layers[1].contains(".wh.removeme"), "{}", layers[1]);
+}
+
+#[test]
+fn run_sees_env_args_user_and_workdir() {
+    let (ws, bc) = with_busybox(
+        "FROM base\nARG GREETING=hi\nENV TARGET=world\nWORKDIR /work\nRUN chmod 777 /work\nUSER app\nRUN echo \"$GREETING $TARGET $(id -u) $(pwd)\" > out.txt\n",
+    );
+    ws.build_ok(&["--build-context", &bc, "--build-arg", "GREETING=hello"]);
+    let root = ws.unpack();
+    assert_eq!(
+        fs::read_to_string(root.join("work/out.txt")).unwrap(),
+        "hello world 1000 /work\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(root.join("work/out.txt")).unwrap().uid(), 1000);
+}
+
+#[test]
+fn failing_run_shows_the_command_exit_code_and_output() {
+    let (ws, bc) = with_busybox("FROM base\nRUN echo step-output-line && exit 7\n");
+    let o = ws.rbuild(&["--build-context", &bc], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Dockerfile:2")
+            && err.contains("exited with code 7")
+            && err.contains("step-output-line"),
+        "{err}"
+    );
+    let (ws, bc) = with_busybox("FROM base\nRUN [\"/no/such/program\"]\n");
+    let err =
+        String::from_utf8_lossy(&ws.rbuild(&["--build-context", &bc], &[]).stderr).into_owned();
+    assert!(
+        err.contains("code 127") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn network_none_leaves_only_loopback() {
+    let (ws, bc) = with_busybox("FROM base\nRUN --network=none cat /proc/net/dev > /netdev\n");
+    ws.build_ok(&["--build-context", &bc]);
+    let netdev = fs::read_to_string(ws.unpack().join("netdev")).unwrap();
+    let ifaces: Vec<&str> = netdev
+        .lines()
+        .skip(2)
+        .map(|l| l.split(':').next().unwrap().trim())
+        .collect();
+    assert_eq!(ifaces, ["lo"], "{netdev}");
+}
+
+#[test]
+fn run_output_flows_into_later_stages() {
+    let (ws, bc) = with_busybox(
+        "FROM base AS build\nRUN mkdir /out && echo built > /out/artifact\nCOPY Dockerfile /out/\nRUN wc -l /out/Dockerfile > /out/lines\n\nFROM scratch\nCOPY --from=build /out/ /\n",
+    );
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    assert_eq!(
+        fs::read_to_string(root.join("artifact")).unwrap(),
+        "built\n"
+    );
+    assert!(fs::read_to_string(root.join("lines"))
+        .unwrap()
+        .starts_with("7 "));
+}
