@@ -111,3 +111,35 @@ fn run_output_flows_into_later_stages() {
         .unwrap()
         .starts_with("7 "));
 }
+
+#[test]
+fn runs_stack_on_earlier_runs_copies_and_deletions() {
+    let (ws, bc) = with_busybox(
+        "FROM base\n\
+         RUN mkdir -p /d && echo old > /d/old && echo x > /d/linked && ln /d/linked /d/hard\n\
+         RUN rm -rf /d && mkdir /d && echo new > /d/new && rm /etc/removeme\n\
+         COPY Dockerfile /d/copied\n\
+         RUN ls /d > /listing && (test -e /etc/removeme && echo present || echo absent) > /state\n",
+    );
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    assert_eq!(
+        fs::read_to_string(root.join("listing")).unwrap(),
+        "copied\nnew\n"
+    );
+    assert_eq!(fs::read_to_string(root.join("state")).unwrap(), "absent\n");
+    let mut names: Vec<String> = fs::read_dir(root.join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["copied", "new"],
+        "the replaced directory is opaque in the image too"
+    );
+    // The first RUN's hard link is a link in its layer.
+    let layers = ws.layer_listings();
+    assert!(layers[1].lines().any(|l| l.contains("d/hard link to d/linked") || l.contains("d/linked link to d/hard")), "{}", layers[1]);
+    assert!(layers[2].contains(".wh..wh..opq"), "{}", layers[2]);
+}

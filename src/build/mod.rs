@@ -488,11 +488,13 @@ fn build_stage(
     let inherited_cmd = state.config.config.cmd.is_some();
     let mut temps = Vec::new();
     let mut ran;
+    let mut run_upper: Option<PathBuf>;
     let mut cmd_set_here = false;
     for step in trigger_steps.iter().chain(&stage.steps) {
         let line = step.span.start;
         let ins = scope.step(step)?;
         ran = false;
+        run_upper = None;
         let created_at = Some(image::rfc3339(created));
         let cfg = &mut state.config.config;
         let mut layer_entries: Option<Vec<Entry>> = None;
@@ -511,6 +513,7 @@ fn build_stage(
             Instruction::Run(r) => {
                 let run_env = scope.run_env();
                 let (entries, scratch) = run_step(r, &state, &run_env, store, step, line)?;
+                run_upper = Some(scratch.path().join("upper"));
                 temps.push(scratch);
                 ran = true;
                 layer_entries = (!entries.is_empty()).then_some(entries);
@@ -607,6 +610,10 @@ fn build_stage(
                 state.keep.extend(temps.drain(..).map(std::sync::Arc::new));
                 state.config.rootfs.diff_ids.push(desc.1);
                 state.layers.push(desc.0);
+                if let Some(upper) = run_upper.take() {
+                    let diff_id = state.config.rootfs.diff_ids.last().expect("pushed");
+                    let _ = crate::snapshot::adopt_upper(store, &upper, diff_id);
+                }
                 if ran {
                     // A RUN may change anything: from here on the stage's files are read
                     // from its unpacked layers, not from what this build wrote.
@@ -668,13 +675,25 @@ fn run_step(
     };
     let cfg = &state.config.config;
     let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
-    let lower = unpack_image(
-        store,
-        &state.layers,
-        &state.config.rootfs.diff_ids,
-        state.base_remote.as_ref(),
-        &state.base_name,
-    )?;
+    if let Some((client, r)) = &state.base_remote {
+        crate::registry::pull::fetch_blobs(client, r, &state.layers[..state.base_layers], store)
+            .map_err(|e| BuildError::Base(base::BaseError::Registry(e)))?;
+    }
+    let unpack_err = |source| BuildError::Unpack {
+        image: state.base_name.clone(),
+        source,
+    };
+    let mut lowers: Vec<PathBuf> = state
+        .layers
+        .iter()
+        .zip(&state.config.rootfs.diff_ids)
+        .map(|(l, d)| crate::snapshot::layer_snapshot(store, l, d))
+        .collect::<Result<_, _>>()
+        .map_err(unpack_err)?;
+    lowers.reverse();
+    if lowers.is_empty() {
+        lowers.push(crate::snapshot::empty_layer(store).map_err(unpack_err)?);
+    }
     let scratch = store.temp_dir("run")?;
     let dirs: Vec<PathBuf> = ["upper", "work", "merged"]
         .iter()
@@ -685,7 +704,16 @@ fn run_step(
             .map_err(|e| BuildError::step(line, format!("{}: {e}", d.display()), None))?;
     }
     let spec = crate::exec::RunSpec {
-        lower: lower.clone(),
+        layers_dir: crate::snapshot::layers_dir(store),
+        lowers: lowers
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
         upper: dirs[0].clone(),
         work: dirs[1].clone(),
         merged: dirs[2].clone(),
@@ -714,18 +742,38 @@ fn run_step(
     })?;
     let skip: Vec<String> = crate::exec::sandbox::MOUNT_POINTS
         .iter()
-        .filter(|p| std::fs::symlink_metadata(lower.join(p)).is_err())
+        .filter(|p| in_lowers(&lowers, p).is_none())
         .map(|p| p.to_string())
         .collect();
     let mut entries = crate::snapshot::diff::upper_entries(&dirs[0], &skip)
         .map_err(|e| BuildError::step(line, format!("reading the step's changes: {e}"), None))?;
-    drop_untouched_dirs(&mut entries, &lower);
+    drop_untouched_dirs(&mut entries, &lowers);
+    // The upper dir will become this layer's snapshot: rid it of the sandbox's mount points.
+    for p in &skip {
+        let path = dirs[0].join(p);
+        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
     Ok((entries, scratch))
+}
+
+/// The metadata of `rel` in the topmost overlay lower that has it (`None` when absent or
+/// whited out).
+fn in_lowers(lowers: &[PathBuf], rel: &str) -> Option<std::fs::Metadata> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for l in lowers {
+        if let Ok(m) = std::fs::symlink_metadata(l.join(rel)) {
+            if m.file_type().is_char_device() && m.rdev() == 0 {
+                return None;
+            }
+            return Some(m);
+        }
+    }
+    None
 }
 
 /// Drops directories that are only in the change set because something below them was (a
 /// sandbox mount point, say): same mode and owner as below, and nothing under them kept.
-fn drop_untouched_dirs(entries: &mut Vec<Entry>, lower: &std::path::Path) {
+fn drop_untouched_dirs(entries: &mut Vec<Entry>, lowers: &[PathBuf]) {
     use std::os::unix::fs::MetadataExt;
     loop {
         let parents: BTreeSet<String> = entries
@@ -737,7 +785,7 @@ fn drop_untouched_dirs(entries: &mut Vec<Entry>, lower: &std::path::Path) {
             if !matches!(e.kind, Kind::Dir) || parents.contains(&e.path) {
                 return true;
             }
-            match std::fs::symlink_metadata(lower.join(&e.path)) {
+            match in_lowers(lowers, &e.path).ok_or(()) {
                 Ok(m) => {
                     !(m.is_dir()
                         && m.mode() & 0o7777 == e.mode

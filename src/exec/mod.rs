@@ -23,8 +23,10 @@ use thiserror::Error;
 /// What one RUN needs, handed to the sandbox helper as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {
-    /// The stage's filesystem so far (read-only lower layer).
-    pub lower: PathBuf,
+    /// Directory holding the per-layer snapshots.
+    pub layers_dir: PathBuf,
+    /// The stage's layers as snapshot names in `layers_dir`, top first (overlay lowers).
+    pub lowers: Vec<String>,
     /// Where the step's changes go.
     pub upper: PathBuf,
     /// Overlay's work directory (same filesystem as `upper`).

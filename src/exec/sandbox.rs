@@ -58,18 +58,31 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(err("making mounts private"))?;
-    for p in [&spec.lower, &spec.upper, &spec.work] {
-        let s = p.to_string_lossy();
+    let names: Vec<String> = spec.lowers.clone();
+    for s in names.iter().cloned().chain([
+        spec.upper.to_string_lossy().into_owned(),
+        spec.work.to_string_lossy().into_owned(),
+    ]) {
         if s.contains([',', ':']) {
             return Err(format!("overlay paths may not contain ',' or ':': {s}"));
         }
     }
+    // Lower directories by name relative to the snapshot area keeps the mount options short
+    // (they must fit in one page): about 60 layers.
+    std::env::set_current_dir(&spec.layers_dir)
+        .map_err(|e| format!("{}: {e}", spec.layers_dir.display()))?;
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
-        spec.lower.display(),
+        names.join(":"),
         spec.upper.display(),
         spec.work.display()
     );
+    if data.len() > 4000 {
+        return Err(format!(
+            "{} layers are more than one overlay mount can stack; squash some steps",
+            names.len()
+        ));
+    }
     let data = CString::new(data).map_err(|_| "NUL in overlay options".to_string())?;
     let merged = &spec.merged;
     mount::mount(

@@ -16,5 +16,6 @@ pub fn write_local(store: &Store, built: &Built, dest: &Path) -> Result<(), Snap
         &built.layers,
         Some(&built.config.rootfs.diff_ids),
         dest,
+        crate::layer::apply::Whiteouts::Delete,
     )
 }

@@ -195,8 +195,27 @@ struct DirMeta {
     mtime: u64,
 }
 
+/// What whiteouts do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Delete what lower layers put there (applying onto a flattened root).
+    Delete,
+    /// Record them the way overlayfs does (a 0:0 character device, `trusted.overlay.opaque`),
+    /// so the directory can be an overlay lower layer on its own. Needs root.
+    Overlay,
+}
+
 /// Applies the layer tar read from `reader` onto `root` (which must exist).
 pub fn apply_layer(root: &Path, reader: impl Read) -> Result<Applied, ApplyError> {
+    apply_layer_with(root, reader, Whiteouts::Delete)
+}
+
+/// Applies a layer with the given whiteout handling.
+pub fn apply_layer_with(
+    root: &Path,
+    reader: impl Read,
+    whiteouts: Whiteouts,
+) -> Result<Applied, ApplyError> {
     let fd = rfs::open(
         root,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -225,6 +244,23 @@ pub fn apply_layer(root: &Path, reader: impl Read) -> Result<Applied, ApplyError
         };
         let io = |op: &'static str| io_at(op, &raw);
         // Whiteouts.
+        if name == OPAQUE && whiteouts == Whiteouts::Overlay {
+            let d = root
+                .dir(parent, true)
+                .map_err(io("open"))?
+                .expect("created");
+            let d = rfs::openat(
+                &d,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io("open"))?;
+            rfs::fsetxattr(&d, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
+                .map_err(io("mark opaque"))?;
+            applied.whiteouts += 1;
+            continue;
+        }
         if name == OPAQUE {
             if let Some(d) = root.dir(parent, false).map_err(io("open"))? {
                 let d = rfs::openat(
@@ -247,7 +283,22 @@ pub fn apply_layer(root: &Path, reader: impl Read) -> Result<Applied, ApplyError
                     reason: "malformed whiteout name",
                 });
             }
-            if let Some(d) = root.dir(parent, false).map_err(io("open"))? {
+            if whiteouts == Whiteouts::Overlay {
+                let d = root
+                    .dir(parent, true)
+                    .map_err(io("open"))?
+                    .expect("created");
+                remove_all(&d, target).map_err(io("apply whiteout"))?;
+                rfs::mknodat(
+                    &d,
+                    target,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rfs::makedev(0, 0),
+                )
+                .map_err(io("record whiteout"))?;
+                root.forget();
+            } else if let Some(d) = root.dir(parent, false).map_err(io("open"))? {
                 remove_all(&d, target).map_err(io("apply whiteout"))?;
                 root.forget();
             }

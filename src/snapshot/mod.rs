@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::content::{io_err, Descriptor, Store, StoreError};
-use crate::layer::apply::{apply_layer, ApplyError};
+use crate::layer::apply::{apply_layer_with, ApplyError, Whiteouts};
 use crate::layer::read::{decoder, Format};
 use crate::reference::Digest;
 
@@ -84,6 +84,7 @@ pub fn apply_layers(
     layers: &[Descriptor],
     diff_ids: Option<&[String]>,
     dest: &Path,
+    whiteouts: Whiteouts,
 ) -> Result<(), SnapshotError> {
     for (i, layer) in layers.iter().enumerate() {
         let apply_err = |source| SnapshotError::Apply {
@@ -103,7 +104,7 @@ pub fn apply_layers(
             inner: dec,
             hash: Sha256::new(),
         };
-        apply_layer(dest, &mut hr).map_err(apply_err)?;
+        apply_layer_with(dest, &mut hr, whiteouts).map_err(apply_err)?;
         // The tar reader stops at the end-of-archive marker; hash the padding after it too.
         io::copy(&mut hr, &mut io::sink()).map_err(|e| apply_err(ApplyError::Read(e)))?;
         let actual = Digest::from_sha256(&hr.hash.finalize()).to_string();
@@ -126,30 +127,81 @@ pub fn flat_rootfs(
     layers: &[Descriptor],
     diff_ids: &[String],
 ) -> Result<PathBuf, SnapshotError> {
-    let area = store.root().join("snapshots/flat");
+    let name = chain_id(diff_ids)
+        .map(|c| c.trim_start_matches("sha256:").to_string())
+        .unwrap_or_else(|| "empty".into());
+    materialize(&store.root().join("snapshots/flat"), &name, |tmp| {
+        apply_layers(store, layers, Some(diff_ids), tmp, Whiteouts::Delete)
+    })
+}
+
+/// Where per-layer snapshots live (overlay lower directories, named by diff_id hex).
+pub fn layers_dir(store: &Store) -> PathBuf {
+    store.root().join("snapshots/layers")
+}
+
+/// One layer unpacked on its own in overlayfs form (whiteouts as 0:0 devices, opaque
+/// directories marked), usable as an overlay lower directory; made once per diff_id.
+pub fn layer_snapshot(
+    store: &Store,
+    layer: &Descriptor,
+    diff_id: &str,
+) -> Result<PathBuf, SnapshotError> {
+    let name = diff_id.trim_start_matches("sha256:").to_string();
+    materialize(&layers_dir(store), &name, |tmp| {
+        apply_layers(
+            store,
+            std::slice::from_ref(layer),
+            Some(std::slice::from_ref(&diff_id.to_string())),
+            tmp,
+            Whiteouts::Overlay,
+        )
+    })
+}
+
+/// An empty lower directory (overlay needs at least one).
+pub fn empty_layer(store: &Store) -> Result<PathBuf, SnapshotError> {
+    materialize(&layers_dir(store), "empty", |_| Ok(()))
+}
+
+/// Keeps a RUN's overlay upper directory as the snapshot of the layer made from it, so the
+/// next RUN stacks on it without unpacking anything.
+pub fn adopt_upper(store: &Store, upper: &Path, diff_id: &str) -> Result<(), SnapshotError> {
+    let dir = layers_dir(store);
+    std::fs::create_dir_all(&dir).map_err(|e| SnapshotError::Store(io_err("create", &dir)(e)))?;
+    let dest = dir.join(diff_id.trim_start_matches("sha256:"));
+    if !dest.exists() {
+        // Losing a race with another build is fine: the content is the same.
+        let _ = std::fs::rename(upper, &dest);
+    }
+    Ok(())
+}
+
+/// Fills a temp directory in `area` with `fill` and renames it to `name`, unless it exists.
+fn materialize(
+    area: &Path,
+    name: &str,
+    fill: impl FnOnce(&Path) -> Result<(), SnapshotError>,
+) -> Result<PathBuf, SnapshotError> {
     let io = |op, path: &Path| {
         let e = io_err(op, path);
         move |source| SnapshotError::Store(e(source))
     };
-    std::fs::create_dir_all(&area).map_err(io("create", &area))?;
-    let name = chain_id(diff_ids)
-        .map(|c| c.trim_start_matches("sha256:").to_string())
-        .unwrap_or_else(|| "empty".into());
-    let dest = area.join(&name);
+    std::fs::create_dir_all(area).map_err(io("create", area))?;
+    let dest = area.join(name);
     if dest.is_dir() {
         return Ok(dest);
     }
     let tmp = area.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io("create", &tmp))?;
-    let result = apply_layers(store, layers, Some(diff_ids), &tmp);
-    if let Err(e) = result {
+    if let Err(e) = fill(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
     match std::fs::rename(&tmp, &dest) {
         Ok(()) => Ok(dest),
-        // Another build unpacked the same stack meanwhile: use theirs.
+        // Another build made the same snapshot meanwhile: use theirs.
         Err(_) if dest.is_dir() => {
             let _ = std::fs::remove_dir_all(&tmp);
             Ok(dest)
