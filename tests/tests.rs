@@ -20,4 +20,6 @@ mod registry_auth;
 mod registry_push_pull;
 #[path = "run_steps.rs"]
 mod run_steps;
+#[path = "runnable_images.rs"]
+mod runnable_images;
 mod support;
