@@ -143,3 +143,36 @@ fn runs_stack_on_earlier_runs_copies_and_deletions() {
     assert!(layers[1].lines().any(|l| l.contains("d/hard link to d/linked") || l.contains("d/linked link to d/hard")), "{}", layers[1]);
     assert!(layers[2].contains(".wh..wh..opq"), "{}", layers[2]);
 }
+
+#[test]
+fn heredoc_runs_like_buildkit() {
+    let (ws, bc) = with_busybox(
+        "FROM base\n\
+         RUN <<EOF\n\
+         echo one > /h1\n\
+         echo two >> /h1\n\
+         EOF\n\
+         RUN <<EOF\n\
+         #!/bin/sh -e\n\
+         echo \"from a script run by $0\" > /h2\n\
+         EOF\n\
+         RUN cat > /h3 <<EOF\n\
+         inline body\n\
+         EOF\n",
+    );
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    assert_eq!(fs::read_to_string(root.join("h1")).unwrap(), "one\ntwo\n");
+    assert_eq!(
+        fs::read_to_string(root.join("h2")).unwrap(),
+        "from a script run by /dev/.rbuild-heredoc\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("h3")).unwrap(),
+        "inline body\n"
+    );
+    assert!(!ws
+        .layer_listings()
+        .iter()
+        .any(|l| l.contains("rbuild-heredoc")));
+}

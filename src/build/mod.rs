@@ -655,13 +655,6 @@ fn run_step(
             Some("copy what the step needs with COPY, or drop the --mount flag"),
         ));
     }
-    if !r.heredocs.is_empty() {
-        return Err(BuildError::step(
-            line,
-            "RUN with heredocs is not supported yet",
-            Some("write the script into the context, COPY it and RUN it"),
-        ));
-    }
     let no_network = match r.network.as_deref() {
         None | Some("default") | Some("host") => false,
         Some("none") => true,
@@ -703,7 +696,9 @@ fn run_step(
         std::fs::create_dir(d)
             .map_err(|e| BuildError::step(line, format!("{}: {e}", d.display()), None))?;
     }
+    let (argv, script) = run_argv(r, &cfg.shell);
     let spec = crate::exec::RunSpec {
+        script,
         layers_dir: crate::snapshot::layers_dir(store),
         lowers: lowers
             .iter()
@@ -717,7 +712,7 @@ fn run_step(
         upper: dirs[0].clone(),
         work: dirs[1].clone(),
         merged: dirs[2].clone(),
-        argv: command_argv(&r.command, &cfg.shell),
+        argv,
         env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cwd: if cfg.working_dir.is_empty() {
             "/".into()
@@ -754,6 +749,50 @@ fn run_step(
         let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
     }
     Ok((entries, scratch))
+}
+
+/// The argv of a RUN, and a heredoc script to place in the sandbox, following BuildKit: a RUN
+/// that is only `<<EOF` runs its body through the shell, or through its `#!` interpreter; a
+/// RUN with heredocs inside a longer command hands the whole text to the shell.
+fn run_argv(
+    r: &crate::frontend::instructions::RunCmd,
+    shell: &[String],
+) -> (Vec<String>, Option<String>) {
+    let default_shell = ["/bin/sh".to_string(), "-c".to_string()];
+    let shell = if shell.is_empty() {
+        &default_shell[..]
+    } else {
+        shell
+    };
+    if r.heredocs.is_empty() || !r.command.shell_form {
+        return (command_argv(&r.command, shell), None);
+    }
+    let text = r.command.args.first().cloned().unwrap_or_default();
+    let only = text
+        .trim()
+        .trim_start_matches("<<")
+        .trim_start_matches('-')
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_string();
+    let mut argv = shell.to_vec();
+    if r.heredocs.len() == 1 && only == r.heredocs[0].name {
+        let body = r.heredocs[0].body();
+        if let Some(first) = body.strip_prefix("#!").and_then(|b| b.lines().next()) {
+            let mut interp: Vec<String> = first.split_whitespace().map(String::from).collect();
+            interp.push(crate::exec::SCRIPT_PATH.to_string());
+            return (interp, Some(body));
+        }
+        argv.push(body);
+        return (argv, None);
+    }
+    let mut cmd = text;
+    for h in &r.heredocs {
+        cmd.push('\n');
+        cmd.push_str(&h.body());
+        cmd.push_str(&h.name);
+    }
+    argv.push(cmd);
+    (argv, None)
 }
 
 /// The metadata of `rel` in the topmost overlay lower that has it (`None` when absent or

@@ -47,7 +47,13 @@ pub struct RunSpec {
     pub hostname: String,
     /// No network (`--network=none`).
     pub no_network: bool,
+    /// A heredoc script to place at [`SCRIPT_PATH`] (on the sandbox's tmpfs `/dev`, so it is
+    /// never part of a layer).
+    pub script: Option<String>,
 }
+
+/// Where a heredoc RUN's script is visible inside the sandbox.
+pub const SCRIPT_PATH: &str = "/dev/.rbuild-heredoc";
 
 /// RUN failures.
 #[derive(Debug, Error)]

@@ -111,6 +111,10 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
         ensure_file(&target)?;
         let _ = mount::mount_bind(Path::new("/dev").join(d), &target);
     }
+    if let Some(script) = &spec.script {
+        let p = merged.join(super::SCRIPT_PATH.trim_start_matches('/'));
+        std::fs::write(&p, script).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
     for dir in ["shm", "pts"] {
         let _ = std::fs::create_dir(dev.join(dir));
     }
