@@ -18,6 +18,8 @@ mod pull_errors;
 mod registry_auth;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
+#[path = "run_mounts.rs"]
+mod run_mounts;
 #[path = "run_steps.rs"]
 mod run_steps;
 #[path = "runnable_images.rs"]

@@ -134,6 +134,8 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// `--build-context NAME=oci-layout://...` entries.
     pub named_contexts: BTreeMap<String, String>,
+    /// `--secret` contents by id (kept in memory only).
+    pub secrets: BTreeMap<String, Vec<u8>>,
     /// The registry client for bases from registries (`None`: registries are not used).
     pub registry: Option<Arc<Client>>,
 }
@@ -512,7 +514,13 @@ fn build_stage(
             }
             Instruction::Run(r) => {
                 let run_env = scope.run_env();
-                let (entries, scratch) = run_step(r, &state, &run_env, store, step, line)?;
+                let others = RunSources {
+                    ctx,
+                    df,
+                    done,
+                    opts,
+                };
+                let (entries, scratch) = run_step(r, &state, &run_env, store, step, line, &others)?;
                 run_upper = Some(scratch.path().join("upper"));
                 temps.push(scratch);
                 ran = true;
@@ -647,14 +655,9 @@ fn run_step(
     store: &Store,
     step: &Step,
     line: usize,
+    others: &RunSources<'_>,
 ) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
-    if !r.mounts.is_empty() {
-        return Err(BuildError::step(
-            line,
-            "RUN --mount is not supported yet",
-            Some("copy what the step needs with COPY, or drop the --mount flag"),
-        ));
-    }
+    let (mounts, secrets) = resolve_mounts(r, store, line, others)?;
     let no_network = match r.network.as_deref() {
         None | Some("default") | Some("host") => false,
         Some("none") => true,
@@ -697,8 +700,19 @@ fn run_step(
             .map_err(|e| BuildError::step(line, format!("{}: {e}", d.display()), None))?;
     }
     let (argv, script) = run_argv(r, &cfg.shell);
+    let targets: Vec<String> = mounts
+        .iter()
+        .map(|m| match m {
+            crate::exec::SandboxMount::Bind { target, .. }
+            | crate::exec::SandboxMount::Tmpfs { target }
+            | crate::exec::SandboxMount::Secret { target, .. } => {
+                target.trim_start_matches('/').to_string()
+            }
+        })
+        .collect();
     let spec = crate::exec::RunSpec {
         script,
+        mounts,
         layers_dir: crate::snapshot::layers_dir(store),
         lowers: lowers
             .iter()
@@ -725,7 +739,7 @@ fn run_step(
         no_network,
     };
     let shown = step.original.trim().to_string();
-    crate::exec::run(&spec, &shown).map_err(|e| {
+    crate::exec::run(&spec, &secrets, &shown).map_err(|e| {
         let hint = match &e {
             crate::exec::ExecError::NotRoot => {
                 Some("run rbuild as root (for example in a privileged CI container)")
@@ -737,8 +751,9 @@ fn run_step(
     })?;
     let skip: Vec<String> = crate::exec::sandbox::MOUNT_POINTS
         .iter()
-        .filter(|p| in_lowers(&lowers, p).is_none())
         .map(|p| p.to_string())
+        .chain(targets)
+        .filter(|p| in_lowers(&lowers, p).is_none())
         .collect();
     let mut entries = crate::snapshot::diff::upper_entries(&dirs[0], &skip)
         .map_err(|e| BuildError::step(line, format!("reading the step's changes: {e}"), None))?;
@@ -749,6 +764,154 @@ fn run_step(
         let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
     }
     Ok((entries, scratch))
+}
+
+/// What a RUN's mounts may read besides the stage itself.
+struct RunSources<'a> {
+    ctx: &'a Context,
+    df: &'a Dockerfile,
+    done: &'a BTreeMap<usize, StageState>,
+    opts: &'a BuildOptions,
+}
+
+/// `RUN --mount`s → host paths (cache dirs in the store, context or stage paths resolved
+/// inside their roots) and the contents of the secrets they use.
+fn resolve_mounts(
+    r: &crate::frontend::instructions::RunCmd,
+    store: &Store,
+    line: usize,
+    others: &RunSources<'_>,
+) -> Result<(Vec<crate::exec::SandboxMount>, Vec<Vec<u8>>), BuildError> {
+    use crate::exec::mounts::{parse, MountSpec};
+    use crate::exec::SandboxMount;
+    let mut out = Vec::new();
+    let mut secrets = Vec::new();
+    for m in &r.mounts {
+        let spec = parse(m).map_err(|e| {
+            BuildError::step(
+                line,
+                e,
+                Some("see `RUN --mount` in the Dockerfile reference"),
+            )
+        })?;
+        match spec {
+            MountSpec::Cache {
+                target,
+                id,
+                uid,
+                gid,
+                mode,
+                readonly,
+            } => {
+                let dir = store.root().join("cache-mounts").join(hex::encode(
+                    <sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()),
+                ));
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).map_err(|e| {
+                        BuildError::step(line, format!("cache mount {id}: {e}"), None)
+                    })?;
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+                    let _ = std::os::unix::fs::chown(&dir, Some(uid), Some(gid));
+                }
+                out.push(SandboxMount::Bind {
+                    source: dir,
+                    target,
+                    readonly,
+                    discard_writes: false,
+                });
+            }
+            MountSpec::Bind {
+                target,
+                source,
+                from,
+                rw,
+            } => {
+                let root = match &from {
+                    None => others.ctx.root.clone(),
+                    Some(name) => {
+                        let st = others
+                            .df
+                            .stage(name)
+                            .and_then(|s| others.done.get(&s.index))
+                            .ok_or_else(|| BuildError::step(line, format!("--mount from={name}: no earlier stage of that name"), Some("bind mounts read from the context or from a stage defined above")))?;
+                        unpack_image(
+                            store,
+                            &st.layers,
+                            &st.config.rootfs.diff_ids,
+                            st.base_remote.as_ref(),
+                            &st.base_name,
+                        )?
+                    }
+                };
+                let rel = context::resolve_parents(&root, source.trim_start_matches('/'))
+                    .ok_or_else(|| {
+                        BuildError::step(
+                            line,
+                            format!("--mount source {source}: too many symlinks"),
+                            None,
+                        )
+                    })?;
+                if source.split('/').any(|c| c == "..")
+                    && crate::frontend::dockerignore::clean_path(&source).starts_with("..")
+                {
+                    return Err(BuildError::step(
+                        line,
+                        format!(
+                            "--mount source {source} is outside the {}",
+                            if from.is_some() { "stage" } else { "context" }
+                        ),
+                        None,
+                    ));
+                }
+                let path = root.join(&rel);
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+                    || !path.exists()
+                {
+                    return Err(BuildError::step(
+                        line,
+                        format!("--mount source {source} not found"),
+                        None,
+                    ));
+                }
+                out.push(SandboxMount::Bind {
+                    source: path,
+                    target,
+                    readonly: !rw,
+                    discard_writes: rw,
+                });
+            }
+            MountSpec::Tmpfs { target } => out.push(SandboxMount::Tmpfs { target }),
+            MountSpec::Secret {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => match others.opts.secrets.get(&id) {
+                Some(data) => {
+                    out.push(SandboxMount::Secret {
+                        index: secrets.len(),
+                        target,
+                        mode,
+                        uid,
+                        gid,
+                    });
+                    secrets.push(data.clone());
+                }
+                None if required => {
+                    return Err(BuildError::step(
+                        line,
+                        format!("secret {id:?} is required but was not given"),
+                        Some("pass it with --secret id=NAME,src=FILE (or env=VAR)"),
+                    ));
+                }
+                None => {}
+            },
+        }
+    }
+    Ok((out, secrets))
 }
 
 /// The argv of a RUN, and a heredoc script to place in the sandbox, following BuildKit: a RUN

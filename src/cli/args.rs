@@ -209,6 +209,10 @@ pub struct BuildArgs {
     /// Named context, `NAME=oci-layout://PATH[:tag]` or `NAME=docker-image://REF` (then `FROM NAME`).
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
+    /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`
+    /// (repeatable; never stored in the image, the store or logs).
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
     /// Push every `-t` tag to its registry after the build.
     #[arg(long)]
     pub push: bool,

@@ -126,6 +126,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
             })
             .collect(),
         registry: Some(client.clone()),
+        secrets: read_secrets(&a.secrets)?,
     };
     let store = super::store::open(&a.store)?;
     let built = build::build(&df, &store, &opts).map_err(|e| build_error(&df_name, e))?;
@@ -227,6 +228,39 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         println!("{}", built.manifest.digest);
     }
     Ok(())
+}
+
+/// `--secret id=NAME[,src=FILE|,env=VAR]` values; without src or env, the variable NAME.
+fn read_secrets(list: &[String]) -> Result<BTreeMap<String, Vec<u8>>, CliError> {
+    let mut out = BTreeMap::new();
+    for s in list {
+        let fields: BTreeMap<&str, &str> = s.split(',').filter_map(|f| f.split_once('=')).collect();
+        let id = fields.get("id").copied().ok_or_else(|| {
+            usage(
+                format!("--secret {s:?} has no id="),
+                "write `--secret id=NAME,src=FILE` or `--secret id=NAME,env=VAR`",
+            )
+        })?;
+        let data = if let Some(src) = fields.get("src").or(fields.get("source")) {
+            std::fs::read(src).map_err(|e| {
+                CliError::new(
+                    ExitKind::Failure,
+                    format!("--secret id={id}: reading {src}: {e}"),
+                )
+                .hinted("check the file path given with src=")
+            })?
+        } else {
+            let var = fields.get("env").copied().unwrap_or(id);
+            std::env::var(var).map(String::into_bytes).map_err(|_| {
+                usage(
+                    format!("--secret id={id}: environment variable {var} is not set"),
+                    "set it, or give the secret with src=FILE",
+                )
+            })?
+        };
+        out.insert(id.to_string(), data);
+    }
+    Ok(out)
 }
 
 fn build_error(df_name: &str, e: BuildError) -> CliError {

@@ -10,6 +10,7 @@
 //! its private mount namespace (they vanish with it, even on `kill -9`), then forks the
 //! command as PID 1 of the new PID namespace after `pivot_root`.
 
+pub mod mounts;
 pub mod sandbox;
 
 use std::io::{BufRead, BufReader, Write};
@@ -47,10 +48,50 @@ pub struct RunSpec {
     pub hostname: String,
     /// No network (`--network=none`).
     pub no_network: bool,
+    /// `RUN --mount`s, resolved to host paths.
+    pub mounts: Vec<SandboxMount>,
     /// A heredoc script to place at [`SCRIPT_PATH`] (on the sandbox's tmpfs `/dev`, so it is
     /// never part of a layer).
     pub script: Option<String>,
 }
+
+/// A mount as the sandbox sets it up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SandboxMount {
+    /// A host path bound in; `rw` binds of directories get a throw-away overlay on top.
+    Bind {
+        /// Host path.
+        source: PathBuf,
+        /// Path in the container.
+        target: String,
+        /// Read-only.
+        readonly: bool,
+        /// Writes allowed but discarded (BuildKit's `rw` bind).
+        discard_writes: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Path in the container.
+        target: String,
+    },
+    /// Secret number `index` of the helper's secret list, as a read-only file.
+    Secret {
+        /// Index into the secrets passed by environment.
+        index: usize,
+        /// Path in the container.
+        target: String,
+        /// Mode.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
+}
+
+/// The environment variable carrying secret contents to the helper (never written to disk;
+/// the command's own environment is cleared).
+pub const SECRETS_ENV: &str = "RBUILD_SANDBOX_SECRETS";
 
 /// Where a heredoc RUN's script is visible inside the sandbox.
 pub const SCRIPT_PATH: &str = "/dev/.rbuild-heredoc";
@@ -87,8 +128,9 @@ fn tail_text(tail: &[String]) -> String {
 /// Lines of output kept for the error message.
 const TAIL: usize = 15;
 
-/// Runs the step described by `spec`; the command's output goes to this process's stderr.
-pub fn run(spec: &RunSpec, shown: &str) -> Result<(), ExecError> {
+/// Runs the step described by `spec` with `secrets` (contents, by [`SandboxMount::Secret`]
+/// index); the command's output goes to this process's stderr.
+pub fn run(spec: &RunSpec, secrets: &[Vec<u8>], shown: &str) -> Result<(), ExecError> {
     if !rustix::process::geteuid().is_root() {
         return Err(ExecError::NotRoot);
     }
@@ -98,8 +140,14 @@ pub fn run(spec: &RunSpec, shown: &str) -> Result<(), ExecError> {
         .map_err(|e| ExecError::Setup(format!("{}: {e}", spec_path.display())))?;
     let exe = std::env::current_exe().map_err(|e| ExecError::Setup(e.to_string()))?;
     let mut cmd = Command::new(exe);
+    use base64::Engine as _;
+    let encoded: Vec<String> = secrets
+        .iter()
+        .map(|s| base64::engine::general_purpose::STANDARD.encode(s))
+        .collect();
     cmd.arg("__sandbox")
         .arg(&spec_path)
+        .env(SECRETS_ENV, serde_json::to_string(&encoded).expect("json"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

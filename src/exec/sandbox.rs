@@ -45,6 +45,129 @@ fn ensure_file(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `target` inside `merged`, with symlinks among its parents resolved inside the container.
+fn inside(merged: &Path, target: &str) -> Result<std::path::PathBuf, String> {
+    let rel = crate::build::context::resolve_parents(merged, target.trim_start_matches('/'))
+        .ok_or_else(|| format!("mount target {target}: too many symlinks"))?;
+    let p = merged.join(&rel);
+    if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!("mount target {target} is a symlink in the image"));
+    }
+    Ok(p)
+}
+
+fn ensure_dir(p: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Sets up `RUN --mount`s; private scratch space lives on the sandbox's tmpfs `/dev`.
+fn setup_mounts(spec: &RunSpec, merged: &Path, dev: &Path) -> Result<(), String> {
+    use super::SandboxMount as M;
+    use base64::Engine as _;
+    let secrets: Vec<Vec<u8>> = std::env::var(super::SECRETS_ENV)
+        .ok()
+        .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .unwrap_or_default()
+        })
+        .collect();
+    let private = dev.join(".rbuild");
+    ensure_dir(&private)?;
+    let err = |what: String| move |e: rustix::io::Errno| format!("{what}: {e}");
+    for (i, m) in spec.mounts.iter().enumerate() {
+        match m {
+            M::Bind {
+                source,
+                target,
+                readonly,
+                discard_writes,
+            } => {
+                let t = inside(merged, target)?;
+                let is_dir = source.is_dir();
+                if is_dir {
+                    ensure_dir(&t)?
+                } else {
+                    ensure_file(&t)?
+                }
+                if *discard_writes && is_dir {
+                    let (u, w) = (
+                        private.join(format!("rw{i}/u")),
+                        private.join(format!("rw{i}/w")),
+                    );
+                    ensure_dir(&u)?;
+                    ensure_dir(&w)?;
+                    let data = CString::new(format!(
+                        "lowerdir={},upperdir={},workdir={}",
+                        source.display(),
+                        u.display(),
+                        w.display()
+                    ))
+                    .map_err(|_| "NUL in mount path".to_string())?;
+                    mount::mount(
+                        "overlay",
+                        &t,
+                        "overlay",
+                        MountFlags::empty(),
+                        data.as_c_str(),
+                    )
+                    .map_err(err(format!("mounting {target}")))?;
+                } else if *discard_writes {
+                    let copy = private.join(format!("rw{i}"));
+                    std::fs::copy(source, &copy)
+                        .map_err(|e| format!("{}: {e}", source.display()))?;
+                    mount::mount_bind(&copy, &t).map_err(err(format!("mounting {target}")))?;
+                } else {
+                    mount::mount_bind(source, &t).map_err(err(format!("mounting {target}")))?;
+                    if *readonly {
+                        mount::mount_remount(&t, MountFlags::BIND | MountFlags::RDONLY, c"")
+                            .map_err(err(format!("making {target} read-only")))?;
+                    }
+                }
+            }
+            M::Tmpfs { target } => {
+                let t = inside(merged, target)?;
+                ensure_dir(&t)?;
+                mount::mount(
+                    "tmpfs",
+                    &t,
+                    "tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    c"mode=1777",
+                )
+                .map_err(err(format!("mounting tmpfs on {target}")))?;
+            }
+            M::Secret {
+                index,
+                target,
+                mode,
+                uid,
+                gid,
+            } => {
+                let data = secrets
+                    .get(*index)
+                    .ok_or("secret missing from the helper's environment")?;
+                let file = private.join(format!("secret{i}"));
+                std::fs::write(&file, data).map_err(|e| format!("secret: {e}"))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                    .map_err(|e| format!("secret: {e}"))?;
+                std::os::unix::fs::chown(&file, Some(*uid), Some(*gid))
+                    .map_err(|e| format!("secret: {e}"))?;
+                let t = inside(merged, target)?;
+                ensure_file(&t)?;
+                mount::mount_bind(&file, &t)
+                    .map_err(err(format!("mounting secret on {target}")))?;
+                let _ = mount::mount_remount(&t, MountFlags::BIND | MountFlags::RDONLY, c"");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn setup_and_run(spec_path: &str) -> Result<i32, String> {
     let spec: RunSpec =
         serde_json::from_slice(&std::fs::read(spec_path).map_err(|e| format!("{spec_path}: {e}"))?)
@@ -147,6 +270,7 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
             let _ = mount::mount_bind(&host, &target);
         }
     }
+    setup_mounts(&spec, merged, &dev)?;
     let proc_dir = merged.join("proc");
     std::fs::create_dir_all(&proc_dir).map_err(|e| format!("{}: {e}", proc_dir.display()))?;
 
