@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod content;
 pub mod exec;

@@ -63,10 +63,10 @@ fn cache_secret_bind_and_tmpfs_mounts() {
     ];
     let o = ws.rbuild(&args, &env);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // Second build: the cache directory kept the first run's line.
+    // Second build (every step run again): the cache directory kept the first run's line.
     let out = ws.oci_output();
     let mut with_out = args.to_vec();
-    with_out.extend(["-t", "app:v1", "-o", &out]);
+    with_out.extend(["--no-cache", "-t", "app:v1", "-o", &out]);
     let o = ws.rbuild(&with_out, &env);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let root = ws.unpack();
@@ -107,7 +107,7 @@ fn cache_secret_bind_and_tmpfs_mounts() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains(&secret));
 
     // A required secret that was not given fails clearly.
-    let o = ws.rbuild(&["--build-context", &bc], &[]);
+    let o = ws.rbuild(&["--no-cache", "--build-context", &bc], &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success()

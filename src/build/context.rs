@@ -41,12 +41,15 @@ pub enum ContextError {
     Ignore(#[from] crate::frontend::dockerignore::PatternError),
 }
 
-/// A context directory with its ignore rules.
-#[derive(Debug, Clone)]
+/// A context directory with its ignore rules, and the hasher that digests its files (fed
+/// the stat data taken while selecting, so no file is stat-ed twice).
+#[derive(Clone)]
 pub struct Context {
     /// The context root.
     pub root: PathBuf,
     ignore: Matcher,
+    /// Content digests of this context's files.
+    pub hasher: std::sync::Arc<crate::cache::stat::FileHasher>,
 }
 
 /// One file selected by a source: where it is and its path relative to the copy's base.
@@ -65,9 +68,19 @@ impl Context {
             .map(crate::frontend::dockerignore::read_patterns)
             .unwrap_or_default();
         Ok(Context {
+            hasher: std::sync::Arc::new(crate::cache::stat::FileHasher::open(&root, None)),
             root,
             ignore: Matcher::new(&patterns)?,
         })
+    }
+
+    /// The same context with a hasher whose stat cache persists in `store`.
+    pub fn with_store(mut self, store: &crate::content::Store) -> Context {
+        self.hasher = std::sync::Arc::new(crate::cache::stat::FileHasher::open(
+            &self.root,
+            Some(store),
+        ));
+        self
     }
 
     fn excluded(&self, rel: &str) -> Result<bool, ContextError> {
@@ -256,9 +269,24 @@ impl Context {
     ) -> Result<Vec<Entry>, ContextError> {
         let mut out = Vec::with_capacity(selected.len());
         let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
-        for s in selected {
-            let path = self.root.join(&s.rel);
-            let meta = std::fs::symlink_metadata(&path).map_err(|source| ContextError::Io {
+        // Stat in parallel (a context of 100,000 files is mostly path lookups), then
+        // assemble in order so hard links point at the first path.
+        use rayon::prelude::*;
+        let metas: Vec<(PathBuf, std::io::Result<std::fs::Metadata>)> = selected
+            .par_iter()
+            .map(|s| {
+                let path = self.root.join(&s.rel);
+                let m = std::fs::symlink_metadata(&path);
+                (path, m)
+            })
+            .collect();
+        self.hasher.prime(
+            metas
+                .iter()
+                .filter_map(|(p, m)| m.as_ref().ok().filter(|m| m.is_file()).map(|m| (p, m))),
+        );
+        for (s, (path, meta)) in selected.iter().zip(metas) {
+            let meta = meta.map_err(|source| ContextError::Io {
                 path: path.clone(),
                 source,
             })?;

@@ -262,15 +262,19 @@ fn from_other(
                     other => BuildError::Base(other),
                 },
             )?;
-            let remote = img
-                .remote
-                .clone()
-                .and_then(|r| src.registry.clone().map(|c| (c, r)));
+            let remote = match (&img.remote, src.registry) {
+                (Some(r), Some(c)) => img
+                    .layers
+                    .iter()
+                    .map(|l| (l.digest.clone(), (c.clone(), r.clone())))
+                    .collect(),
+                _ => std::collections::BTreeMap::new(),
+            };
             let root = super::unpack_image(
                 src.store,
                 &img.layers,
                 &img.config.rootfs.diff_ids,
-                remote.as_ref(),
+                &remote,
                 from,
             )?;
             (None, Some(root))

@@ -3,17 +3,21 @@
 //! from the context into the store (tar → gzip → store in one pass), applies metadata
 //! instructions to the image config, and commits config and manifest.
 //!
-//! RUN is not handled here yet: a Dockerfile with RUN gets a clear error.
+//! Every step that writes files (COPY, ADD, RUN, WORKDIR) gets a cache key from its inputs
+//! ([`crate::cache::key`]) before it runs; a hit takes the recorded layer without reading
+//! or running anything, a miss says why ([`progress::Event::Miss`]).
 
 pub mod base;
 pub mod context;
 mod copy;
 pub mod fetch;
 mod owner;
+pub mod progress;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -27,7 +31,9 @@ use crate::layer::tar::{write_tar, Entry, Kind};
 use crate::reference::Reference;
 use crate::registry::Client;
 
+use crate::cache::{self, index::Index, key::StepInputs, remote::Imported, stat::FileHasher};
 use context::{Context, ContextError};
+use progress::Event;
 
 /// Build failures; each names the Dockerfile line when there is one.
 #[derive(Debug, Error)]
@@ -114,7 +120,7 @@ impl BuildError {
 }
 
 /// What to build.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BuildOptions {
     /// The context directory.
     pub context: PathBuf,
@@ -138,6 +144,16 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// The registry client for bases from registries (`None`: registries are not used).
     pub registry: Option<Arc<Client>>,
+    /// `--no-cache`: run every step (results are still recorded).
+    pub no_cache: bool,
+    /// `--no-cache-filter`: stages (by name or index) whose steps all run.
+    pub no_cache_filter: Vec<String>,
+    /// `--cache-from` records, consulted after the local index.
+    pub cache_from: Vec<Imported>,
+    /// Where step events go (`None`: nowhere).
+    pub progress: Option<progress::Reporter>,
+    /// `--cache-to type=inline`: carry the target's cache records in the image config.
+    pub inline_cache: bool,
 }
 
 /// A built image: its manifest descriptor plus what produced it.
@@ -155,6 +171,12 @@ pub struct Built {
     pub sources: BTreeMap<String, crate::reference::Reference>,
     /// Warnings for the user (unused build args, ...).
     pub warnings: Vec<String>,
+    /// Cache records of the target stage's steps (`--cache-to mode=min`).
+    pub cache_min: Vec<(crate::reference::Digest, cache::index::Record)>,
+    /// Cache records of every stage built (`mode=max`).
+    pub cache_max: Vec<(crate::reference::Digest, cache::index::Record)>,
+    /// Steps run and steps taken from the cache.
+    pub counts: (usize, usize),
 }
 
 /// The state of a stage while it is built.
@@ -168,8 +190,14 @@ struct StageState {
     base_layers: usize,
     /// The base image as the Dockerfile names it (for messages).
     base_name: String,
-    /// Where the base layers can be fetched from, when they came from a registry.
-    base_remote: Option<(Arc<Client>, Reference)>,
+    /// The base's identity for cache keys (manifest digest, or `scratch`).
+    base_id: String,
+    /// Layers still in a registry (base layers, cache hits), by digest.
+    remote: BTreeMap<String, (Arc<Client>, Reference)>,
+    /// The cache key of the last step.
+    key: String,
+    /// The cache records of this stage's steps (and those of the stage it started from).
+    steps: Vec<(crate::reference::Digest, cache::index::Record)>,
     /// Scratch dirs (unpacked archives) that entries of `files` point into.
     keep: Vec<std::sync::Arc<crate::content::TempDir>>,
 }
@@ -180,17 +208,38 @@ fn unpack_image(
     store: &Store,
     layers: &[Descriptor],
     diff_ids: &[String],
-    remote: Option<&(Arc<Client>, Reference)>,
+    remote: &BTreeMap<String, (Arc<Client>, Reference)>,
     name: &str,
 ) -> Result<PathBuf, BuildError> {
-    if let Some((client, r)) = remote {
-        crate::registry::pull::fetch_blobs(client, r, layers, store)
-            .map_err(|e| BuildError::Base(base::BaseError::Registry(e)))?;
-    }
+    fetch_remote(store, layers, remote)?;
     crate::snapshot::flat_rootfs(store, layers, diff_ids).map_err(|source| BuildError::Unpack {
         image: name.to_string(),
         source,
     })
+}
+
+/// Fetches the layers that are still in registries.
+fn fetch_remote(
+    store: &Store,
+    layers: &[Descriptor],
+    remote: &BTreeMap<String, (Arc<Client>, Reference)>,
+) -> Result<(), BuildError> {
+    let mut by_source: BTreeMap<String, (&(Arc<Client>, Reference), Vec<Descriptor>)> =
+        BTreeMap::new();
+    for l in layers {
+        if let Some(src) = remote.get(&l.digest) {
+            by_source
+                .entry(src.1.to_string())
+                .or_insert_with(|| (src, Vec::new()))
+                .1
+                .push(l.clone());
+        }
+    }
+    for ((client, r), list) in by_source.into_values() {
+        crate::registry::pull::fetch_blobs(client, r, &list, store)
+            .map_err(|e| BuildError::Base(base::BaseError::Registry(e)))?;
+    }
+    Ok(())
 }
 
 impl StageState {
@@ -204,7 +253,7 @@ impl StageState {
             store,
             &self.layers[..n],
             &self.config.rootfs.diff_ids[..n],
-            self.base_remote.as_ref(),
+            &self.remote,
             &self.base_name,
         )
         .map(Some)
@@ -238,6 +287,47 @@ impl StageState {
     }
 }
 
+/// Per-build cache state shared by the stage threads.
+struct Session<'a> {
+    index: Index,
+    hasher: Arc<FileHasher>,
+    opts: &'a BuildOptions,
+    /// Names a step across builds (context + stage + instruction text) to explain misses.
+    project: String,
+    next_id: AtomicUsize,
+    misses: AtomicUsize,
+    hits: AtomicUsize,
+    any_miss: AtomicBool,
+    newest_hit: AtomicU64,
+}
+
+impl Session<'_> {
+    fn report(&self, e: Event) {
+        if let Some(r) = &self.opts.progress {
+            r(&e);
+        }
+    }
+
+    fn hit(&self, created: u64) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.newest_hit.fetch_max(created, Ordering::Relaxed);
+    }
+
+    fn missed(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.any_miss.store(true, Ordering::Relaxed);
+    }
+
+    fn slot(&self, stage: &str, step: &Step) -> crate::reference::Digest {
+        StepInputs {
+            parent: self.project.clone(),
+            instruction: format!("{stage}\n{}", step.original.trim()),
+            ..Default::default()
+        }
+        .key()
+    }
+}
+
 /// Builds the target stage of `df` into `store`.
 pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Built, BuildError> {
     let global = GlobalScope::new(df, &opts.build_args, &opts.platforms)?;
@@ -251,8 +341,25 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
     };
     let needed = needed_stages(df, target);
     let ctx = Context::new(opts.context.clone(), opts.ignore.as_deref())
-        .map_err(|source| BuildError::Context { line: 1, source })?;
+        .map_err(|source| BuildError::Context { line: 1, source })?
+        .with_store(store);
     let created = opts.epoch.unwrap_or_else(now_secs);
+    let session = Session {
+        index: Index::open(store),
+        hasher: ctx.hasher.clone(),
+        opts,
+        project: ctx
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| ctx.root.clone())
+            .to_string_lossy()
+            .into_owned(),
+        next_id: AtomicUsize::new(0),
+        misses: AtomicUsize::new(0),
+        hits: AtomicUsize::new(0),
+        any_miss: AtomicBool::new(false),
+        newest_hit: AtomicU64::new(0),
+    };
     let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
     let warnings: Vec<String> = global
         .unused_build_args(df)
@@ -285,6 +392,7 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
                 opts,
                 &done,
                 created,
+                &session,
             )
         };
         let results: Vec<(usize, Result<StageState, BuildError>)> = if ready.len() == 1 {
@@ -305,11 +413,43 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
             done.insert(i, r?);
         }
     }
+    let cache_max: Vec<_> = {
+        let mut seen = BTreeSet::new();
+        done.values()
+            .flat_map(|s| s.steps.iter())
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .cloned()
+            .collect()
+    };
     let mut state = done.remove(&target).expect("target built");
     for (k, v) in &opts.labels {
         state.config.config.labels.insert(k.clone(), v.clone());
     }
-    state.config.created = Some(image::rfc3339(created));
+    // A build that ran nothing keeps the time of the build that made its layers, so a
+    // no-change rebuild gives the same image digest.
+    let newest = session.newest_hit.load(Ordering::Relaxed);
+    let when = match opts.epoch {
+        Some(e) => e,
+        None if !session.any_miss.load(Ordering::Relaxed) && newest > 0 => newest,
+        None => created,
+    };
+    for h in &mut state.config.history {
+        if h.created.is_none() {
+            h.created = Some(image::rfc3339(when));
+        }
+    }
+    state.config.created = Some(image::rfc3339(when));
+    if opts.inline_cache {
+        state.config.cache = Some(cache::remote::records_value(&state.steps));
+    }
+    let counts = (
+        session.misses.load(Ordering::Relaxed),
+        session.hits.load(Ordering::Relaxed),
+    );
+    session
+        .hasher
+        .save()
+        .map_err(BuildError::Store)?;
     let config_bytes = image::to_json(&state.config);
     let config_desc = store.put(image::CONFIG_V1, &config_bytes)?;
     let manifest = Manifest {
@@ -320,15 +460,19 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         annotations: BTreeMap::new(),
     };
     let manifest_desc = store.put(image::MANIFEST_V1, &image::to_json(&manifest))?;
-    let sources = match &state.base_remote {
-        Some((_, r)) => state.layers[..state.base_layers]
-            .iter()
-            .map(|l| (l.digest.clone(), r.clone()))
-            .collect(),
-        None => BTreeMap::new(),
-    };
+    let sources = state
+        .layers
+        .iter()
+        .filter(|l| {
+            crate::reference::Digest::parse(&l.digest).is_ok_and(|d| !store.has(&d))
+        })
+        .filter_map(|l| state.remote.get(&l.digest).map(|(_, r)| (l.digest.clone(), r.clone())))
+        .collect();
     Ok(Built {
         sources,
+        cache_min: state.steps.clone(),
+        cache_max,
+        counts,
         manifest: manifest_desc,
         config: state.config,
         config_desc,
@@ -418,6 +562,7 @@ fn build_stage(
     opts: &BuildOptions,
     done: &BTreeMap<usize, StageState>,
     created: u64,
+    session: &Session,
 ) -> Result<StageState, BuildError> {
     let (base, platform) = global.from_line(df, stage)?;
     let line = stage.span.start;
@@ -440,7 +585,10 @@ fn build_stage(
             files: BTreeMap::new(),
             base_layers: 0,
             base_name: "scratch".into(),
-            base_remote: None,
+            base_id: "scratch".into(),
+            remote: BTreeMap::new(),
+            key: String::new(),
+            steps: Vec::new(),
             keep: Vec::new(),
         }
     } else {
@@ -465,18 +613,23 @@ fn build_stage(
         // ONBUILD triggers of the base run first in this stage and are not inherited.
         let triggers = std::mem::take(&mut config.config.on_build);
         trigger_steps = onbuild_steps(&triggers, &base, stage)?;
+        let img_layers = img.layers.clone();
         StageState {
             config,
             base_layers: img.layers.len(),
             layers: img.layers,
             files: BTreeMap::new(),
             base_name: base.clone(),
-            base_remote: img.remote.map(|r| {
-                (
-                    opts.registry.clone().expect("registry bases need a client"),
-                    r,
-                )
-            }),
+            base_id: img.manifest_digest.clone(),
+            remote: match (img.remote, &opts.registry) {
+                (Some(r), Some(client)) => img_layers
+                    .iter()
+                    .map(|l| (l.digest.clone(), (client.clone(), r.clone())))
+                    .collect(),
+                _ => BTreeMap::new(),
+            },
+            key: String::new(),
+            steps: Vec::new(),
             keep: Vec::new(),
         }
     };
@@ -488,56 +641,77 @@ fn build_stage(
     }
     let mut scope = StageScope::new(global, df.parsed.escape, state.config.config.env_pairs());
     let inherited_cmd = state.config.config.cmd.is_some();
-    let mut temps = Vec::new();
-    let mut ran;
-    let mut run_upper: Option<PathBuf>;
     let mut cmd_set_here = false;
-    for step in trigger_steps.iter().chain(&stage.steps) {
+    let plat = platform
+        .clone()
+        .unwrap_or_else(|| opts.platforms.target.clone());
+    state.key = match df.stage(&base).filter(|d| d.index < stage.index) {
+        Some(_) => state.key.clone(),
+        None => cache::key::base_key(&state.base_id, &plat).to_string(),
+    };
+    let settings = format!(
+        "{} epoch={}",
+        opts.compression.media_type(),
+        opts.epoch.map(|e| e.to_string()).unwrap_or_default()
+    );
+    let stage_name = stage
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{}", stage.index));
+    let use_cache = !opts.no_cache
+        && !opts.no_cache_filter.iter().any(|f| {
+            stage
+                .name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(f))
+                || *f == stage.index.to_string()
+        });
+    let steps: Vec<&Step> = trigger_steps.iter().chain(&stage.steps).collect();
+    let total = steps
+        .iter()
+        .filter(|s| makes_layer(&s.instruction))
+        .count();
+    let mut pos = 0;
+    let mut first_miss: Option<usize> = None;
+    for step in steps {
         let line = step.span.start;
         let ins = scope.step(step)?;
-        ran = false;
-        run_upper = None;
-        let created_at = Some(image::rfc3339(created));
-        let cfg = &mut state.config.config;
-        let mut layer_entries: Option<Vec<Entry>> = None;
+        let mut inputs = StepInputs {
+            parent: state.key.clone(),
+            instruction: format!("{ins:?}"),
+            platform: plat.clone(),
+            ..StepInputs::default()
+        };
+        let created_by = history_text(step.original.as_str(), &ins);
+        if !makes_layer(&ins) {
+            apply_metadata(&ins, &mut state, inherited_cmd, &mut cmd_set_here, line)?;
+            state.key = inputs.key().to_string();
+            state.config.history.push(History {
+                created: None,
+                created_by,
+                comment: "buildkit.dockerfile.v0".into(),
+                empty_layer: true,
+            });
+            continue;
+        }
+        pos += 1;
+        let id = session.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        session.report(Event::Step {
+            id,
+            stage: stage_name.clone(),
+            pos,
+            total,
+            text: step.original.trim().to_string(),
+        });
+        let started = std::time::Instant::now();
+        inputs.settings = settings.clone();
+        // What the step depends on, computed without running it.
+        let mut entries: Option<Vec<Entry>> = None;
+        let mut workdir_dirs: Vec<Entry> = Vec::new();
+        let mut temps = Vec::new();
         match &ins {
-            Instruction::Arg(_) => {}
-            Instruction::Env(pairs) => {
-                for (k, v) in pairs {
-                    cfg.set_env(k, v);
-                }
-            }
-            Instruction::Label(pairs) => {
-                for (k, v) in pairs {
-                    cfg.labels.insert(k.clone(), v.clone());
-                }
-            }
-            Instruction::Run(r) => {
-                let run_env = scope.run_env();
-                let others = RunSources {
-                    ctx,
-                    df,
-                    done,
-                    opts,
-                };
-                let (entries, scratch) = run_step(r, &state, &run_env, store, step, line, &others)?;
-                run_upper = Some(scratch.path().join("upper"));
-                temps.push(scratch);
-                ran = true;
-                layer_entries = (!entries.is_empty()).then_some(entries);
-            }
-            Instruction::Cmd(c) => {
-                cfg.cmd = Some(command_argv(c, &cfg.shell));
-                cmd_set_here = true;
-            }
-            Instruction::Entrypoint(c) => {
-                cfg.entrypoint = Some(command_argv(c, &cfg.shell));
-                if inherited_cmd && !cmd_set_here {
-                    cfg.cmd = None;
-                }
-            }
-            Instruction::Shell(s) => cfg.shell = s.clone(),
             Instruction::Workdir(w) => {
+                let cfg = &mut state.config.config;
                 let dir = if w.starts_with('/') {
                     w.clone()
                 } else {
@@ -546,104 +720,404 @@ fn build_stage(
                 let dir = crate::frontend::dockerignore::clean_path(&dir);
                 cfg.working_dir = dir.clone();
                 let user = cfg.user.clone();
-                let owner = owner::resolve_owner(&user, line, &mut |p| state.read_file(store, p))?;
-                let mut dirs = parent_dirs(dir.trim_start_matches('/'), true, owner);
-                // Like Docker, only missing directories are created; existing ones keep their
-                // mode and owner (think /tmp), and nothing new means no layer.
-                let mut missing = Vec::new();
-                for d in dirs.drain(..) {
-                    if !state.exists(store, &d.path)? {
-                        missing.push(d);
-                    }
-                }
-                if !missing.is_empty() {
-                    layer_entries = Some(missing);
-                }
+                inputs.env = vec![("USER".into(), user)];
             }
-            Instruction::User(u) => cfg.user = u.clone(),
-            Instruction::Expose(ports) => {
-                for p in ports {
-                    let port = normalize_port(p).ok_or_else(|| {
-                        BuildError::step(
-                            line,
-                            format!("invalid port {p:?} in EXPOSE"),
-                            Some("use PORT, PORT/tcp or PORT/udp with 1 ≤ PORT ≤ 65535"),
-                        )
-                    })?;
-                    cfg.exposed_ports.insert(port, Empty {});
-                }
+            Instruction::Run(r) => {
+                inputs.env = scope
+                    .run_env()
+                    .into_iter()
+                    .filter(|(k, _)| !k.to_ascii_lowercase().ends_with("_proxy"))
+                    .collect();
+                inputs.reads = run_reads(r, ctx, df, done, &session.hasher, line)?;
             }
-            Instruction::Volume(v) => {
-                for p in v {
-                    cfg.volumes.insert(p.clone(), Empty {});
-                }
-            }
-            Instruction::StopSignal(s) => cfg.stop_signal = s.clone(),
-            Instruction::Healthcheck(h) => {
-                cfg.healthcheck = Some(HealthConfig {
-                    test: h.test.clone(),
-                    interval: h.interval.as_nanos() as u64,
-                    timeout: h.timeout.as_nanos() as u64,
-                    start_period: h.start_period.as_nanos() as u64,
-                    start_interval: h.start_interval.as_nanos() as u64,
-                    retries: h.retries as u64,
-                })
-            }
-            Instruction::Onbuild(t) => cfg.on_build.push(t.clone()),
-            Instruction::Maintainer(m) => state.config.author = m.clone(),
             Instruction::Copy(c) | Instruction::Add(c) => {
-                let is_add = matches!(ins, Instruction::Add(_));
-                let mut sources = copy::Sources {
-                    store,
-                    ctx,
-                    df,
-                    done,
-                    named_contexts: &opts.named_contexts,
-                    platform: Some(platform.as_deref().unwrap_or(&opts.platforms.target)),
-                    registry: &opts.registry,
-                    temps: &mut temps,
-                };
-                layer_entries = Some(copy::copy_entries(c, is_add, &state, &mut sources, line)?);
+                let from_stage = c.from.as_deref().and_then(|f| stage_index(df, f));
+                if let Some(i) = from_stage {
+                    let key = done.get(&i).map(|s| s.key.clone()).unwrap_or_default();
+                    inputs.reads = vec![(format!("stage {i}"), key)];
+                } else {
+                    let is_add = matches!(ins, Instruction::Add(_));
+                    let mut sources = copy::Sources {
+                        store,
+                        ctx,
+                        df,
+                        done,
+                        named_contexts: &opts.named_contexts,
+                        platform: Some(&plat),
+                        registry: &opts.registry,
+                        temps: &mut temps,
+                    };
+                    let e = copy::copy_entries(c, is_add, &state, &mut sources, line)?;
+                    inputs.files = file_inputs(&e, &session.hasher, line)?;
+                    entries = Some(e);
+                }
             }
+            _ => unreachable!("metadata instructions are handled above"),
         }
-        let created_by = history_text(step.original.as_str(), &ins);
-        match layer_entries {
-            Some(entries) => {
-                if !ran {
-                    for e in &entries {
-                        state.files.insert(e.path.clone(), e.clone());
+        let key = inputs.key();
+        let slot = session.slot(&stage_name, step);
+        let hit = if use_cache {
+            cache::lookup(&session.index, store, &opts.cache_from, &key)
+        } else {
+            None
+        };
+        let record = match hit {
+            Some(hit) => {
+                session.hit(hit.record.created);
+                if let Some(l) = &hit.record.layer {
+                    if let Some(remote) = hit.remote {
+                        state.remote.insert(l.digest.clone(), remote);
                     }
                 }
-                let desc = write_layer(store, entries, opts)?;
-                state.keep.extend(temps.drain(..).map(std::sync::Arc::new));
-                state.config.rootfs.diff_ids.push(desc.1);
-                state.layers.push(desc.0);
-                if let Some(upper) = run_upper.take() {
-                    let diff_id = state.config.rootfs.diff_ids.last().expect("pushed");
-                    let _ = crate::snapshot::adopt_upper(store, &upper, diff_id);
+                match (&ins, entries.take()) {
+                    // The stage is left as the run left it, so later steps need not read
+                    // the layer.
+                    (Instruction::Copy(_) | Instruction::Add(_), Some(e)) => {
+                        state.keep.extend(temps.drain(..).map(Arc::new));
+                        for e in e {
+                            state.files.insert(e.path.clone(), e);
+                        }
+                    }
+                    (Instruction::Workdir(_), _) => {
+                        for (path, mode, uid, gid) in &hit.record.dirs {
+                            let d = dir_entry(path, *mode, (*uid, *gid));
+                            state.files.insert(d.path.clone(), d);
+                        }
+                    }
+                    _ if hit.record.layer.is_some() => {
+                        state.files.clear();
+                        state.base_layers = state.layers.len() + 1;
+                    }
+                    _ => {}
                 }
-                if ran {
-                    // A RUN may change anything: from here on the stage's files are read
-                    // from its unpacked layers, not from what this build wrote.
-                    state.files.clear();
-                    state.base_layers = state.layers.len();
+                session.report(Event::Cached { id });
+                hit.record
+            }
+            None => {
+                let reason = if !use_cache {
+                    "cache disabled (--no-cache)".to_string()
+                } else {
+                    match session.index.last_inputs(&slot) {
+                        None => "not built before".to_string(),
+                        Some(old) if old.parent != inputs.parent && first_miss.is_some() => {
+                            format!("follows line {}, which changed", first_miss.unwrap_or(0))
+                        }
+                        Some(old) => cache::key::why_missed(&old, &inputs)
+                            .unwrap_or_else(|| "its cached layer is no longer in the store".into()),
+                    }
+                };
+                first_miss.get_or_insert(line);
+                session.missed();
+                session.report(Event::Miss { id, reason });
+                let mut ran = false;
+                let mut run_upper = None;
+                let layer_entries = match &ins {
+                    Instruction::Workdir(_) => {
+                        let cfg = &state.config.config;
+                        let owner = owner::resolve_owner(&cfg.user, line, &mut |p| {
+                            state.read_file(store, p)
+                        })?;
+                        let dir = cfg.working_dir.clone();
+                        // Like Docker, only missing directories are created; existing ones
+                        // keep their mode and owner (think /tmp), and nothing new means no
+                        // layer.
+                        for d in parent_dirs(dir.trim_start_matches('/'), true, owner) {
+                            if !state.exists(store, &d.path)? {
+                                workdir_dirs.push(d);
+                            }
+                        }
+                        workdir_dirs.clone()
+                    }
+                    Instruction::Run(r) => {
+                        let run_env = scope.run_env();
+                        let others = RunSources {
+                            ctx,
+                            df,
+                            done,
+                            opts,
+                        };
+                        let (e, scratch) =
+                            run_step(r, &state, &run_env, store, step, line, &others)?;
+                        run_upper = Some(scratch.path().join("upper"));
+                        temps.push(scratch);
+                        ran = true;
+                        e
+                    }
+                    Instruction::Copy(c) | Instruction::Add(c) => match entries.take() {
+                        Some(e) => e,
+                        None => {
+                            let is_add = matches!(ins, Instruction::Add(_));
+                            let mut sources = copy::Sources {
+                                store,
+                                ctx,
+                                df,
+                                done,
+                                named_contexts: &opts.named_contexts,
+                                platform: Some(&plat),
+                                registry: &opts.registry,
+                                temps: &mut temps,
+                            };
+                            copy::copy_entries(c, is_add, &state, &mut sources, line)?
+                        }
+                    },
+                    _ => unreachable!("metadata instructions are handled above"),
+                };
+                let mut record = cache::index::Record {
+                    layer: None,
+                    diff_id: None,
+                    created,
+                    step: step.original.trim().to_string(),
+                    dirs: workdir_dirs
+                        .iter()
+                        .map(|d| (d.path.clone(), d.mode, d.uid, d.gid))
+                        .collect(),
+                };
+                if !layer_entries.is_empty() {
+                    if !ran {
+                        for e in &layer_entries {
+                            state.files.insert(e.path.clone(), e.clone());
+                        }
+                    }
+                    let members = (!ran && opts.compression == Compression::Gzip)
+                        .then(|| (&*session.hasher, &session.index, &slot));
+                    let (desc, diff_id) = write_layer(store, layer_entries, opts, members)?;
+                    state.keep.extend(temps.drain(..).map(Arc::new));
+                    if let Some(upper) = run_upper.take() {
+                        let _ = crate::snapshot::adopt_upper(store, &upper, &diff_id);
+                    }
+                    if ran {
+                        // A RUN may change anything: from here on the stage's files are read
+                        // from its unpacked layers, not from what this build wrote.
+                        state.files.clear();
+                        state.base_layers = state.layers.len() + 1;
+                    }
+                    record.layer = Some(desc);
+                    record.diff_id = Some(diff_id);
                 }
+                session.index.put(&key, &record)?;
+                session.index.remember_inputs(&slot, &inputs);
+                session.report(Event::Done {
+                    id,
+                    secs: started.elapsed().as_secs_f64(),
+                });
+                record
+            }
+        };
+        match (&record.layer, &record.diff_id) {
+            (Some(l), Some(d)) => {
+                state.layers.push(l.clone());
+                state.config.rootfs.diff_ids.push(d.clone());
                 state.config.history.push(History {
-                    created: created_at,
+                    created: Some(image::rfc3339(opts.epoch.unwrap_or(record.created))),
                     created_by,
                     comment: "buildkit.dockerfile.v0".into(),
                     empty_layer: false,
                 });
             }
-            None => state.config.history.push(History {
-                created: created_at,
+            _ => state.config.history.push(History {
+                created: None,
                 created_by,
                 comment: "buildkit.dockerfile.v0".into(),
                 empty_layer: true,
             }),
         }
+        // The next step's parent is this step's result, not its inputs: a step that ran
+        // again but made the same layer lets the steps after it hit (kaniko stops at the
+        // first miss).
+        state.key = StepInputs {
+            parent: inputs.parent.clone(),
+            instruction: format!(
+                "result {} {}",
+                record.diff_id.as_deref().unwrap_or("none"),
+                serde_json::to_string(&state.config.config).unwrap_or_default()
+            ),
+            ..StepInputs::default()
+        }
+        .key()
+        .to_string();
+        state.steps.push((key, record));
     }
     Ok(state)
+}
+
+/// Whether an instruction writes files (and so gets a cache lookup and maybe a layer).
+fn makes_layer(ins: &Instruction) -> bool {
+    matches!(
+        ins,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
+/// Applies an instruction that only changes the image config.
+fn apply_metadata(
+    ins: &Instruction,
+    state: &mut StageState,
+    inherited_cmd: bool,
+    cmd_set_here: &mut bool,
+    line: usize,
+) -> Result<(), BuildError> {
+    let cfg = &mut state.config.config;
+    match ins {
+        Instruction::Env(pairs) => {
+            for (k, v) in pairs {
+                cfg.set_env(k, v);
+            }
+        }
+        Instruction::Label(pairs) => {
+            for (k, v) in pairs {
+                cfg.labels.insert(k.clone(), v.clone());
+            }
+        }
+        Instruction::Cmd(c) => {
+            cfg.cmd = Some(command_argv(c, &cfg.shell));
+            *cmd_set_here = true;
+        }
+        Instruction::Entrypoint(c) => {
+            cfg.entrypoint = Some(command_argv(c, &cfg.shell));
+            if inherited_cmd && !*cmd_set_here {
+                cfg.cmd = None;
+            }
+        }
+        Instruction::Shell(s) => cfg.shell = s.clone(),
+        Instruction::User(u) => cfg.user = u.clone(),
+        Instruction::Expose(ports) => {
+            for p in ports {
+                let port = normalize_port(p).ok_or_else(|| {
+                    BuildError::step(
+                        line,
+                        format!("invalid port {p:?} in EXPOSE"),
+                        Some("use PORT, PORT/tcp or PORT/udp with 1 ≤ PORT ≤ 65535"),
+                    )
+                })?;
+                cfg.exposed_ports.insert(port, Empty {});
+            }
+        }
+        Instruction::Volume(v) => {
+            for p in v {
+                cfg.volumes.insert(p.clone(), Empty {});
+            }
+        }
+        Instruction::StopSignal(s) => cfg.stop_signal = s.clone(),
+        Instruction::Healthcheck(h) => {
+            cfg.healthcheck = Some(HealthConfig {
+                test: h.test.clone(),
+                interval: h.interval.as_nanos() as u64,
+                timeout: h.timeout.as_nanos() as u64,
+                start_period: h.start_period.as_nanos() as u64,
+                start_interval: h.start_interval.as_nanos() as u64,
+                retries: h.retries as u64,
+            })
+        }
+        Instruction::Onbuild(t) => cfg.on_build.push(t.clone()),
+        Instruction::Maintainer(m) => state.config.author = m.clone(),
+        Instruction::Arg(_)
+        | Instruction::Run(_)
+        | Instruction::Copy(_)
+        | Instruction::Add(_)
+        | Instruction::Workdir(_) => {}
+    }
+    Ok(())
+}
+
+/// A stage named by `COPY --from`/`--mount from=`: by name or index.
+fn stage_index(df: &Dockerfile, from: &str) -> Option<usize> {
+    df.stage(from).map(|s| s.index).or_else(|| {
+        from.parse::<usize>()
+            .ok()
+            .filter(|i| *i < df.stages.len())
+    })
+}
+
+/// A COPY's entries as key inputs, regular files by content digest (hashed in parallel,
+/// remembered across builds by stat data).
+fn file_inputs(
+    entries: &[Entry],
+    hasher: &FileHasher,
+    line: usize,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let paths: Vec<&std::path::Path> = entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Kind::File(p) => Some(p.as_path()),
+            _ => None,
+        })
+        .collect();
+    let digests = hasher.digests(&paths).map_err(|source| BuildError::Context {
+        line,
+        source: ContextError::Io {
+            path: PathBuf::from("(a selected file)"),
+            source,
+        },
+    })?;
+    let by_path: std::collections::HashMap<&std::path::Path, &crate::reference::Digest> =
+        paths.iter().copied().zip(digests.iter()).collect();
+    Ok(cache::key::entry_inputs(entries, |e| match &e.kind {
+        Kind::File(p) => by_path
+            .get(p.as_path())
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }))
+}
+
+/// What a RUN's bind mounts read, as key inputs: context sources by content, stages by key.
+fn run_reads(
+    r: &crate::frontend::instructions::RunCmd,
+    ctx: &Context,
+    df: &Dockerfile,
+    done: &BTreeMap<usize, StageState>,
+    hasher: &FileHasher,
+    line: usize,
+) -> Result<Vec<(String, String)>, BuildError> {
+    use crate::exec::mounts::{parse, MountSpec};
+    let mut out = Vec::new();
+    for m in &r.mounts {
+        let Ok(MountSpec::Bind { source, from, .. }) = parse(m) else {
+            continue;
+        };
+        match from {
+            Some(f) => {
+                if let Some(st) = stage_index(df, &f).and_then(|i| done.get(&i)) {
+                    out.push((format!("stage {f}"), st.key.clone()));
+                } else {
+                    out.push((format!("image {f}"), f.clone()));
+                }
+            }
+            None => {
+                let src = source.trim_start_matches('/');
+                let src = if src.is_empty() { "." } else { src };
+                // A missing or outside source fails when the mount is set up, with a message.
+                let Ok((selected, _)) = ctx.select(src) else {
+                    continue;
+                };
+                let e = ctx
+                    .entries(&selected, "", None, None)
+                    .map_err(|source| BuildError::Context { line, source })?;
+                let files = file_inputs(&e, hasher, line)?;
+                let digest = cache::key::StepInputs {
+                    files,
+                    ..Default::default()
+                }
+                .key();
+                out.push((format!("context {source}"), digest.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A directory entry as WORKDIR writes it.
+fn dir_entry(path: &str, mode: u32, owner: (u64, u64)) -> Entry {
+    Entry {
+        path: path.to_string(),
+        kind: Kind::Dir,
+        mode,
+        uid: owner.0,
+        gid: owner.1,
+        mtime: 0,
+        size: 0,
+        xattrs: vec![],
+    }
 }
 
 /// Runs one RUN step in the sandbox over the stage's filesystem; returns its layer entries
@@ -671,10 +1145,7 @@ fn run_step(
     };
     let cfg = &state.config.config;
     let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
-    if let Some((client, r)) = &state.base_remote {
-        crate::registry::pull::fetch_blobs(client, r, &state.layers[..state.base_layers], store)
-            .map_err(|e| BuildError::Base(base::BaseError::Registry(e)))?;
-    }
+    fetch_remote(store, &state.layers, &state.remote)?;
     let unpack_err = |source| BuildError::Unpack {
         image: state.base_name.clone(),
         source,
@@ -839,7 +1310,7 @@ fn resolve_mounts(
                             store,
                             &st.layers,
                             &st.config.rootfs.diff_ids,
-                            st.base_remote.as_ref(),
+                            &st.remote,
                             &st.base_name,
                         )?
                     }
@@ -1080,6 +1551,7 @@ fn write_layer(
     store: &Store,
     entries: Vec<Entry>,
     opts: &BuildOptions,
+    members: Option<(&FileHasher, &Index, &crate::reference::Digest)>,
 ) -> Result<(Descriptor, String), BuildError> {
     let io = |e: std::io::Error| {
         BuildError::Store(StoreError::Io {
@@ -1088,10 +1560,46 @@ fn write_layer(
             source: e,
         })
     };
-    let lw = LayerWriter::new(store.ingest()?, opts.compression).map_err(io)?;
-    let lw = write_tar(entries, opts.epoch, lw).map_err(io)?;
-    let (raw, ingest) = lw.finish().map_err(io)?;
+    let (raw, ingest, map) = match members {
+        // COPY/ADD layers as gzip members: unchanged members of this step's previous layer
+        // are copied, not compressed again.
+        Some((hasher, index, slot)) => {
+            let reuse = index.last_layer(slot).and_then(|d| {
+                let text = std::fs::read_to_string(index.members_path(&d)).ok()?;
+                let blob = store.open_blob(&d).ok()?;
+                Some(crate::layer::members::Reuse::parse(blob, &text))
+            });
+            let digest_of = |e: &Entry| match &e.kind {
+                Kind::File(p) => hasher.digest(p).ok(),
+                _ => None,
+            };
+            let (raw, ingest, report) = crate::layer::members::write_members(
+                entries,
+                opts.epoch,
+                &digest_of,
+                reuse.as_ref(),
+                store.ingest()?,
+            )
+            .map_err(io)?;
+            (raw, ingest, Some(crate::layer::members::map_text(&report.members)))
+        }
+        None => {
+            let lw = LayerWriter::new(store.ingest()?, opts.compression).map_err(io)?;
+            let lw = write_tar(entries, opts.epoch, lw).map_err(io)?;
+            let (raw, ingest) = lw.finish().map_err(io)?;
+            (raw, ingest, None)
+        }
+    };
     let (digest, size) = ingest.commit(None)?;
+    if let (Some(text), Some((_, index, slot))) = (map, members) {
+        let p = index.members_path(&digest);
+        if let Some(dir) = p.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if crate::content::write_atomic(&p, text.as_bytes()).is_ok() {
+            index.remember_layer(slot, digest.as_str());
+        }
+    }
     Ok((
         Descriptor {
             media_type: opts.compression.media_type().into(),

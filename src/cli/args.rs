@@ -22,8 +22,8 @@ pub enum Commands {
     Images(StoreArgs),
     /// Remove tags from the store (blobs go with `rbuild prune`).
     Rmi(RmiArgs),
-    /// Remove blobs no tag refers to.
-    Prune(StoreArgs),
+    /// Remove build cache (by age, size or all) and blobs nothing refers to.
+    Prune(PruneArgs),
     /// Show the parts of an image reference, with Docker's defaults marked.
     #[command(name = "inspect-ref")]
     InspectRef(InspectRefArgs),
@@ -150,6 +150,23 @@ pub struct StoreArgs {
     pub root: Option<PathBuf>,
 }
 
+/// `rbuild prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove every cache record (tagged images are kept).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// `until=DURATION`: remove cache records not used for that long (e.g. `until=24h`).
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Keep at most this much cached layer data (e.g. `10GB`), least recently used first out.
+    #[arg(long = "keep-storage")]
+    pub keep_storage: Option<String>,
+    /// Store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
 /// `rbuild rmi`.
 #[derive(Debug, Args)]
 pub struct RmiArgs {
@@ -185,9 +202,19 @@ pub struct BuildArgs {
     /// Target platform, `os/arch[/variant]` (default: this machine's).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Build every step (accepted; rbuild has no cache yet, so every build is from scratch).
+    /// Run every step instead of taking results from the cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Run every step of these stages (name or index; repeatable or comma-separated).
+    #[arg(long = "no-cache-filter", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Import cache: `type=registry,ref=REF`, `REF`, or `type=local,src=DIR` (repeatable).
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
+    /// Export cache: `type=registry,ref=REF[,mode=min|max]`, `type=local,dest=DIR`, or
+    /// `type=inline` (records in the pushed image's config).
+    #[arg(long = "cache-to")]
+    pub cache_to: Vec<String>,
     /// Write the image digest to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
@@ -197,7 +224,8 @@ pub struct BuildArgs {
     /// Print only the image digest.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Progress output: auto, plain, tty.
+    /// Progress output: auto, plain, tty, quiet (plain lines on standard error; `CACHED` or
+    /// the reason a step missed the cache).
     #[arg(long, default_value = "auto")]
     pub progress: String,
     /// Output: `type=oci,dest=DIR|FILE.tar`, `type=docker,dest=FILE.tar`, `type=local,dest=DIR` (repeatable).

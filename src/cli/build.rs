@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::build::progress::{Event, Reporter};
 use crate::build::{self, context::ignore_file, BuildError, BuildOptions};
+use crate::cache::remote::{self, CacheSpec, Imported};
 use crate::export::archive::{write_archive, Flavor};
 use crate::export::Output;
 use crate::frontend::expand::{host_platform, Platforms};
@@ -127,9 +129,53 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
             .collect(),
         registry: Some(client.clone()),
         secrets: read_secrets(&a.secrets)?,
+        no_cache: a.no_cache,
+        no_cache_filter: a.no_cache_filter.clone(),
+        cache_from: Vec::new(),
+        progress: progress_reporter(&a.progress, a.quiet)?,
+        inline_cache: a.cache_to.iter().any(|s| s.contains("type=inline")),
     };
+    let cache_to = a
+        .cache_to
+        .iter()
+        .map(|s| {
+            CacheSpec::parse(s, true).map_err(|e| {
+                usage(
+                    format!("invalid --cache-to {s:?}: {e}"),
+                    "use type=registry,ref=REG/REPO:TAG[,mode=max], type=local,dest=DIR or type=inline",
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let store = super::store::open(&a.store)?;
+    // Held until the image is tagged and exported: `rbuild prune` waits for it.
+    let _gc = store.gc_lock(false).map_err(|e| CliError::new(ExitKind::Failure, e.to_string()))?;
+    let mut opts = opts;
+    for s in &a.cache_from {
+        let spec = CacheSpec::parse(s, false).map_err(|e| {
+            usage(
+                format!("invalid --cache-from {s:?}: {e}"),
+                "use type=registry,ref=REG/REPO:TAG, REG/REPO:TAG or type=local,src=DIR",
+            )
+        })?;
+        match import_cache(&spec, &client, &store) {
+            Ok(imp) => opts.cache_from.push(imp),
+            // Like BuildKit: a cache that cannot be read is a warning, not a failure.
+            Err(e) if !a.quiet => eprintln!("warning: --cache-from {s}: {e}; building without it"),
+            Err(_) => {}
+        }
+    }
+    let started = std::time::Instant::now();
     let built = build::build(&df, &store, &opts).map_err(|e| build_error(&df_name, e))?;
+    if !a.quiet && a.progress != "quiet" {
+        eprintln!(
+            "built in {:.2}s: {} step{} run, {} cached",
+            started.elapsed().as_secs_f64(),
+            built.counts.0,
+            if built.counts.0 == 1 { "" } else { "s" },
+            built.counts.1
+        );
+    }
     for w in &built.warnings {
         if !a.quiet {
             eprintln!("warning: {w}");
@@ -213,6 +259,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
             eprintln!("naming to {t}");
         }
     }
+    export_cache(&cache_to, &built, &client, &store, &tags, a.quiet)?;
     if a.push {
         for t in &tags {
             super::registry::push_one(
@@ -285,4 +332,136 @@ fn build_error(df_name: &str, e: BuildError) -> CliError {
         err = err.hinted(h);
     }
     err
+}
+
+/// Renders step events as plain lines on standard error (`#3 [build 2/4] COPY . .`, then
+/// `#3 CACHED`, or `#3 miss: file app.js changed` and `#3 DONE 0.4s`).
+fn progress_reporter(mode: &str, quiet: bool) -> Result<Option<Reporter>, CliError> {
+    match mode {
+        "auto" | "plain" | "tty" | "rawjson" if !quiet => {}
+        "auto" | "plain" | "tty" | "rawjson" | "quiet" => return Ok(None),
+        other => {
+            return Err(usage(
+                format!("unknown --progress {other:?}"),
+                "use auto, plain, tty, rawjson or quiet",
+            ))
+        }
+    }
+    let json = mode == "rawjson";
+    Ok(Some(std::sync::Arc::new(move |e: &Event| {
+        if json {
+            let v = match e {
+                Event::Step { id, stage, pos, total, text } => serde_json::json!({"id": id, "event": "step", "stage": stage, "pos": pos, "total": total, "text": text}),
+                Event::Cached { id } => serde_json::json!({"id": id, "event": "cached"}),
+                Event::Miss { id, reason } => serde_json::json!({"id": id, "event": "miss", "reason": reason}),
+                Event::Done { id, secs } => serde_json::json!({"id": id, "event": "done", "secs": secs}),
+            };
+            eprintln!("{v}");
+            return;
+        }
+        match e {
+            Event::Step {
+                id,
+                stage,
+                pos,
+                total,
+                text,
+            } => eprintln!("#{id} [{stage} {pos}/{total}] {text}"),
+            Event::Cached { id } => eprintln!("#{id} CACHED"),
+            Event::Miss { id, reason } => eprintln!("#{id} miss: {reason}"),
+            Event::Done { id, secs } => eprintln!("#{id} DONE {secs:.1}s"),
+        }
+    })))
+}
+
+/// Reads a `--cache-from`.
+fn import_cache(
+    spec: &CacheSpec,
+    client: &std::sync::Arc<crate::registry::Client>,
+    store: &crate::content::Store,
+) -> Result<Imported, String> {
+    match spec {
+        CacheSpec::Registry { reference, .. } => {
+            let r = Reference::parse_docker(reference)
+                .map_err(|e| format!("invalid reference: {e}"))?
+                .with_default_tag();
+            remote::import_registry(client, &r, store).map_err(|e| e.to_string())
+        }
+        CacheSpec::Local { dir, .. } => remote::import_dir(dir),
+        CacheSpec::Inline => Err("type=inline is only for --cache-to".into()),
+    }
+}
+
+/// Writes every `--cache-to`.
+fn export_cache(
+    specs: &[CacheSpec],
+    built: &build::Built,
+    client: &std::sync::Arc<crate::registry::Client>,
+    store: &crate::content::Store,
+    tags: &[Reference],
+    quiet: bool,
+) -> Result<(), CliError> {
+    let fail = |what: &str, e: String| {
+        CliError::new(ExitKind::Failure, format!("exporting the cache to {what}: {e}"))
+    };
+    for spec in specs {
+        let records = |max: bool| if max { &built.cache_max } else { &built.cache_min };
+        match spec {
+            CacheSpec::Inline => {
+                if tags.is_empty() && !quiet {
+                    eprintln!("warning: --cache-to type=inline has no effect without -t and --push");
+                }
+            }
+            CacheSpec::Local { dir, max } => {
+                let recs = records(*max);
+                let m = remote::write_artifact(store, recs)
+                    .map_err(|e| fail(&dir.display().to_string(), e.to_string()))?;
+                fetch_layers_of(recs, built, client, store)?;
+                remote::write_dir(store, &m, dir, "buildcache")
+                    .map_err(|e| fail(&dir.display().to_string(), e.to_string()))?;
+            }
+            CacheSpec::Registry { reference, max } => {
+                let r = Reference::parse_docker(reference)
+                    .map_err(|e| {
+                        CliError::new(ExitKind::InvalidReference, format!("invalid --cache-to ref {reference:?}: {e}"))
+                            .hinted(e.hint())
+                    })?
+                    .with_default_tag();
+                let recs = records(*max);
+                let m = remote::write_artifact(store, recs)
+                    .map_err(|e| fail(reference, e.to_string()))?;
+                let report = crate::registry::push::push(client, store, &m, &r, &built.sources)?;
+                if !quiet {
+                    eprintln!(
+                        "exported cache to {}: {} step{}, {} blob{} uploaded, {} mounted, {} already there",
+                        r.familiar_string(),
+                        recs.len(),
+                        if recs.len() == 1 { "" } else { "s" },
+                        report.uploaded,
+                        if report.uploaded == 1 { "" } else { "s" },
+                        report.mounted,
+                        report.existing
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetches layers of cache records that are still only in a registry.
+fn fetch_layers_of(
+    recs: &[(crate::reference::Digest, crate::cache::index::Record)],
+    built: &build::Built,
+    client: &crate::registry::Client,
+    store: &crate::content::Store,
+) -> Result<(), CliError> {
+    for (_, rec) in recs {
+        if let Some(l) = &rec.layer {
+            if let Some(r) = built.sources.get(&l.digest) {
+                crate::registry::pull::fetch_blobs(client, r, std::slice::from_ref(l), store)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -88,6 +88,7 @@ pub(super) fn push_one(
 pub(super) fn pull_cmd(a: PullArgs) -> Result<(), CliError> {
     let r = parse_ref(&a.reference)?;
     let store = open(&a.store)?;
+    let _gc = store.gc_lock(false).map_err(store_err)?;
     let client = client(&a.registry);
     let platform = Platform::parse(&a.platform.clone().unwrap_or_else(host_platform));
     let res = pull::resolve(&client, &r, &platform, &store)?;

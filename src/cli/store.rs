@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::content::Store;
 use crate::reference::{Digest, Reference};
 
-use super::args::{RmiArgs, StoreArgs};
+use super::args::{PruneArgs, RmiArgs, StoreArgs};
 use super::error::{CliError, ExitKind};
 
 /// The store root: `--root`, `RBUILD_ROOT`, `$XDG_DATA_HOME/rbuild`, `~/.local/share/rbuild`.
@@ -105,16 +105,69 @@ pub(super) fn rmi(a: RmiArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub(super) fn prune(a: StoreArgs) -> Result<(), CliError> {
-    let store = open(&a)?;
+pub(super) fn prune(a: PruneArgs) -> Result<(), CliError> {
+    use crate::cache::{index::Index, prune};
+    let usage = |m: String, h: &str| CliError::new(ExitKind::Usage, m).hinted(h);
+    let mut policy = prune::Policy {
+        all: a.all,
+        ..Default::default()
+    };
+    for f in &a.filters {
+        match f.split_once('=') {
+            Some(("until", d)) => {
+                policy.until = Some(humantime::parse_duration(d).map_err(|e| {
+                    usage(format!("--filter {f:?}: {e}"), "write a duration such as until=24h or until=30m")
+                })?)
+            }
+            _ => return Err(usage(format!("unknown --filter {f:?}"), "use --filter until=DURATION")),
+        }
+    }
+    if let Some(s) = &a.keep_storage {
+        policy.keep_storage = Some(prune::parse_size(s).ok_or_else(|| {
+            usage(format!("--keep-storage {s:?} is not a size"), "write a size such as 10GB or 512MB")
+        })?);
+    }
+    let store = open(&a.store)?;
+    // Waits for running builds; builds started meanwhile wait for this.
+    let _gc = store.gc_lock(true).map_err(store_err)?;
     let _lock = store.lock().map_err(store_err)?;
+    let index = Index::open(&store);
+    let records = index.list();
+    let candidates = records
+        .iter()
+        .map(|(k, r, used)| prune::Candidate {
+            key: k.clone(),
+            layer: r.layer.as_ref().map(|l| (l.digest.clone(), l.size)),
+            used: *used,
+        })
+        .collect();
+    let dropped: BTreeSet<Digest> = prune::select(candidates, std::time::SystemTime::now(), &policy)
+        .into_iter()
+        .collect();
+    for k in &dropped {
+        index.remove(k);
+    }
     let mut keep = BTreeSet::new();
+    let mut keep_diffs = BTreeSet::new();
+    for (k, r, _) in &records {
+        if !dropped.contains(k) {
+            keep.extend(r.layer.as_ref().map(|l| l.digest.clone()));
+            keep_diffs.extend(r.diff_id.clone());
+        }
+    }
     for e in store.tags().map_err(store_err)?.values() {
         keep.insert(e.manifest.digest.clone());
         if let Ok(d) = Digest::parse(&e.manifest.digest) {
             if let Ok(m) = serde_json::from_slice::<crate::image::Manifest>(
                 &store.read(&d).map_err(store_err)?,
             ) {
+                if let Ok(cd) = Digest::parse(&m.config.digest) {
+                    if let Ok(c) = serde_json::from_slice::<crate::image::ImageConfig>(
+                        &store.read(&cd).map_err(store_err)?,
+                    ) {
+                        keep_diffs.extend(c.rootfs.diff_ids);
+                    }
+                }
                 keep.insert(m.config.digest);
                 keep.extend(m.layers.into_iter().map(|l| l.digest));
             }
@@ -134,6 +187,35 @@ pub(super) fn prune(a: StoreArgs) -> Result<(), CliError> {
             }
         }
     }
-    println!("Deleted {n} blobs, reclaimed {}", human(bytes));
+    // Snapshots of layers nothing keeps, every flat snapshot (rebuilt on demand), and
+    // scratch space of builds that were killed.
+    let mut snaps = 0;
+    let layers = crate::snapshot::layers_dir(&store);
+    if let Ok(rd) = std::fs::read_dir(&layers) {
+        for e in rd.flatten() {
+            let name = format!("sha256:{}", e.file_name().to_string_lossy());
+            if !keep_diffs.contains(&name) && std::fs::remove_dir_all(e.path()).is_ok() {
+                snaps += 1;
+            }
+        }
+    }
+    let mut scratch = vec!["snapshots/flat", "tmp", "ingest"];
+    if a.all {
+        scratch.push("cache-mounts");
+    }
+    for d in scratch {
+        let p = store.root().join(d);
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    }
+    println!(
+        "Deleted {} cache record{}, {n} blobs, {snaps} layer snapshots; reclaimed {}",
+        dropped.len(),
+        if dropped.len() == 1 { "" } else { "s" },
+        human(bytes)
+    );
     Ok(())
 }

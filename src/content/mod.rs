@@ -139,6 +139,8 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
+        // Absolute, as the RUN sandbox changes directory before it mounts snapshots.
+        let root = std::path::absolute(&root).unwrap_or(root);
         let store = Store { root };
         for d in [store.root.join("blobs/sha256"), store.ingest_dir()] {
             fs::create_dir_all(&d).map_err(io_err("create directory", &d))?;
@@ -241,6 +243,24 @@ impl Store {
             .open(&p)
             .map_err(io_err("open", &p))?;
         f.lock().map_err(io_err("lock", &p))?;
+        Ok(f)
+    }
+
+    /// Held (shared) by every build and (exclusive) by prune, so prune never deletes what a
+    /// running build is about to reference: one of the two waits.
+    pub fn gc_lock(&self, exclusive: bool) -> Result<File, StoreError> {
+        let p = self.root.join("gc.lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err("open", &p))?;
+        if exclusive {
+            f.lock().map_err(io_err("lock", &p))?;
+        } else {
+            f.lock_shared().map_err(io_err("lock", &p))?;
+        }
         Ok(f)
     }
 

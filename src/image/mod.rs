@@ -183,6 +183,10 @@ pub struct ImageConfig {
     /// One entry per instruction.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub history: Vec<History>,
+    /// Build cache records carried in the config (`--cache-to type=inline`, and the config
+    /// of a cache artifact), read back by `--cache-from`.
+    #[serde(rename = "rbuild.cache.v1", skip_serializing_if = "Option::is_none", default)]
+    pub cache: Option<serde_json::Value>,
 }
 
 /// An image manifest.
