@@ -3,6 +3,8 @@
 mod add_urls;
 #[path = "base_images.rs"]
 mod base_images;
+#[path = "build_cache.rs"]
+mod build_cache;
 #[path = "build_image.rs"]
 mod build_image;
 mod conformance;
@@ -16,6 +18,8 @@ mod outputs;
 mod pull_errors;
 #[path = "registry_auth.rs"]
 mod registry_auth;
+#[path = "registry_cache.rs"]
+mod registry_cache;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
 #[path = "run_mounts.rs"]

@@ -224,8 +224,8 @@ fn fetch_remote(
     layers: &[Descriptor],
     remote: &BTreeMap<String, (Arc<Client>, Reference)>,
 ) -> Result<(), BuildError> {
-    let mut by_source: BTreeMap<String, (&(Arc<Client>, Reference), Vec<Descriptor>)> =
-        BTreeMap::new();
+    type Source<'a> = (&'a (Arc<Client>, Reference), Vec<Descriptor>);
+    let mut by_source: BTreeMap<String, Source<'_>> = BTreeMap::new();
     for l in layers {
         if let Some(src) = remote.get(&l.digest) {
             by_source
@@ -446,10 +446,7 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         session.misses.load(Ordering::Relaxed),
         session.hits.load(Ordering::Relaxed),
     );
-    session
-        .hasher
-        .save()
-        .map_err(BuildError::Store)?;
+    session.hasher.save().map_err(BuildError::Store)?;
     let config_bytes = image::to_json(&state.config);
     let config_desc = store.put(image::CONFIG_V1, &config_bytes)?;
     let manifest = Manifest {
@@ -463,10 +460,13 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
     let sources = state
         .layers
         .iter()
-        .filter(|l| {
-            crate::reference::Digest::parse(&l.digest).is_ok_and(|d| !store.has(&d))
+        .filter(|l| crate::reference::Digest::parse(&l.digest).is_ok_and(|d| !store.has(&d)))
+        .filter_map(|l| {
+            state
+                .remote
+                .get(&l.digest)
+                .map(|(_, r)| (l.digest.clone(), r.clone()))
         })
-        .filter_map(|l| state.remote.get(&l.digest).map(|(_, r)| (l.digest.clone(), r.clone())))
         .collect();
     Ok(Built {
         sources,
@@ -667,10 +667,7 @@ fn build_stage(
                 || *f == stage.index.to_string()
         });
     let steps: Vec<&Step> = trigger_steps.iter().chain(&stage.steps).collect();
-    let total = steps
-        .iter()
-        .filter(|s| makes_layer(&s.instruction))
-        .count();
+    let total = steps.iter().filter(|s| makes_layer(&s.instruction)).count();
     let mut pos = 0;
     let mut first_miss: Option<usize> = None;
     for step in steps {
@@ -685,7 +682,11 @@ fn build_stage(
         let created_by = history_text(step.original.as_str(), &ins);
         if !makes_layer(&ins) {
             apply_metadata(&ins, &mut state, inherited_cmd, &mut cmd_set_here, line)?;
-            state.key = inputs.key().to_string();
+            // An ARG acts only through what later steps expand or see in their environment,
+            // which their own keys hold; a changed value must not look like a changed parent.
+            if !matches!(ins, Instruction::Arg(_)) {
+                state.key = inputs.key().to_string();
+            }
             state.config.history.push(History {
                 created: None,
                 created_by,
@@ -1021,11 +1022,9 @@ fn apply_metadata(
 
 /// A stage named by `COPY --from`/`--mount from=`: by name or index.
 fn stage_index(df: &Dockerfile, from: &str) -> Option<usize> {
-    df.stage(from).map(|s| s.index).or_else(|| {
-        from.parse::<usize>()
-            .ok()
-            .filter(|i| *i < df.stages.len())
-    })
+    df.stage(from)
+        .map(|s| s.index)
+        .or_else(|| from.parse::<usize>().ok().filter(|i| *i < df.stages.len()))
 }
 
 /// A COPY's entries as key inputs, regular files by content digest (hashed in parallel,
@@ -1042,13 +1041,15 @@ fn file_inputs(
             _ => None,
         })
         .collect();
-    let digests = hasher.digests(&paths).map_err(|source| BuildError::Context {
-        line,
-        source: ContextError::Io {
-            path: PathBuf::from("(a selected file)"),
-            source,
-        },
-    })?;
+    let digests = hasher
+        .digests(&paths)
+        .map_err(|source| BuildError::Context {
+            line,
+            source: ContextError::Io {
+                path: PathBuf::from("(a selected file)"),
+                source,
+            },
+        })?;
     let by_path: std::collections::HashMap<&std::path::Path, &crate::reference::Digest> =
         paths.iter().copied().zip(digests.iter()).collect();
     Ok(cache::key::entry_inputs(entries, |e| match &e.kind {
@@ -1581,7 +1582,11 @@ fn write_layer(
                 store.ingest()?,
             )
             .map_err(io)?;
-            (raw, ingest, Some(crate::layer::members::map_text(&report.members)))
+            (
+                raw,
+                ingest,
+                Some(crate::layer::members::map_text(&report.members)),
+            )
         }
         None => {
             let lw = LayerWriter::new(store.ingest()?, opts.compression).map_err(io)?;

@@ -108,7 +108,10 @@ impl Index {
     /// Remembers the layer a step wrote (best effort).
     pub fn remember_layer(&self, slot: &Digest, layer: &str) {
         if std::fs::create_dir_all(&self.steps).is_ok() {
-            let _ = write_atomic(&self.steps.join(format!("{}.layer", slot.hex())), layer.as_bytes());
+            let _ = write_atomic(
+                &self.steps.join(format!("{}.layer", slot.hex())),
+                layer.as_bytes(),
+            );
         }
     }
 

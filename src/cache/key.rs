@@ -129,10 +129,16 @@ pub fn why_missed(old: &StepInputs, new: &StepInputs) -> Option<String> {
         return Some("the instruction changed".into());
     }
     if old.platform != new.platform {
-        return Some(format!("platform changed from {} to {}", old.platform, new.platform));
+        return Some(format!(
+            "platform changed from {} to {}",
+            old.platform, new.platform
+        ));
     }
     if old.settings != new.settings {
-        return Some(format!("build settings changed ({} → {})", old.settings, new.settings));
+        return Some(format!(
+            "build settings changed ({} → {})",
+            old.settings, new.settings
+        ));
     }
     if let Some(w) = diff_pairs(&old.env, &new.env, "variable") {
         return Some(w);
@@ -205,9 +211,18 @@ mod tests {
 
     #[test]
     fn mtime_is_not_an_input_but_mode_and_name_are() {
-        assert_eq!(key_of(vec![file("a", 0o644, 1)]), key_of(vec![file("a", 0o644, 99)]));
-        assert_ne!(key_of(vec![file("a", 0o644, 1)]), key_of(vec![file("a", 0o755, 1)]));
-        assert_ne!(key_of(vec![file("a", 0o644, 1)]), key_of(vec![file("b", 0o644, 1)]));
+        assert_eq!(
+            key_of(vec![file("a", 0o644, 1)]),
+            key_of(vec![file("a", 0o644, 99)])
+        );
+        assert_ne!(
+            key_of(vec![file("a", 0o644, 1)]),
+            key_of(vec![file("a", 0o755, 1)])
+        );
+        assert_ne!(
+            key_of(vec![file("a", 0o644, 1)]),
+            key_of(vec![file("b", 0o644, 1)])
+        );
     }
 
     #[test]

@@ -33,12 +33,7 @@ pub struct Hit {
 /// Looks a key up: the local index first (its layer must still be in the store), then each
 /// `--cache-from` in order. Layers in a cache directory are copied in (verified); layers
 /// in a registry stay there until needed. A hit found remotely is recorded locally.
-pub fn lookup(
-    index: &Index,
-    store: &Store,
-    imported: &[Imported],
-    key: &Digest,
-) -> Option<Hit> {
+pub fn lookup(index: &Index, store: &Store, imported: &[Imported], key: &Digest) -> Option<Hit> {
     let present = |r: &Record| {
         r.layer
             .as_ref()

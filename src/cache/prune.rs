@@ -46,7 +46,7 @@ pub fn select(mut records: Vec<Candidate>, now: SystemTime, policy: &Policy) -> 
     }
     if let Some(limit) = policy.keep_storage {
         // Most recently used first; a layer shared by several records counts once.
-        records.sort_by(|a, b| b.used.cmp(&a.used));
+        records.sort_by_key(|c| std::cmp::Reverse(c.used));
         let mut seen = std::collections::BTreeSet::new();
         let mut total = 0u64;
         for c in records {
@@ -111,7 +111,18 @@ mod tests {
         let dropped = select(recs.clone(), now, &p);
         assert_eq!(dropped, vec![recs[2].key.clone(), recs[1].key.clone()]);
         assert!(select(recs.clone(), now, &Policy::default()).is_empty());
-        assert_eq!(select(recs, now, &Policy { all: true, ..Policy::default() }).len(), 3);
+        assert_eq!(
+            select(
+                recs,
+                now,
+                &Policy {
+                    all: true,
+                    ..Policy::default()
+                }
+            )
+            .len(),
+            3
+        );
     }
 
     #[test]

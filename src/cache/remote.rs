@@ -164,15 +164,25 @@ pub fn write_artifact(
 
 /// Copies a cache artifact (or any image) from the store into an OCI layout directory,
 /// tagged `tag`; blobs in `sources` only are skipped (they are fetched first by the caller).
-pub fn write_dir(store: &Store, manifest: &Descriptor, dir: &Path, tag: &str) -> Result<(), StoreError> {
+pub fn write_dir(
+    store: &Store,
+    manifest: &Descriptor,
+    dir: &Path,
+    tag: &str,
+) -> Result<(), StoreError> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(io_err("create directory", &blobs))?;
-    write_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    let md = Digest::parse(&manifest.digest).map_err(|_| StoreError::BadDigest(manifest.digest.clone()))?;
-    let m: Manifest = serde_json::from_slice(&store.read(&md)?).map_err(|source| StoreError::Corrupt {
-        path: store.blob_path(&md),
-        source,
-    })?;
+    write_atomic(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    let md = Digest::parse(&manifest.digest)
+        .map_err(|_| StoreError::BadDigest(manifest.digest.clone()))?;
+    let m: Manifest =
+        serde_json::from_slice(&store.read(&md)?).map_err(|source| StoreError::Corrupt {
+            path: store.blob_path(&md),
+            source,
+        })?;
     let mut all: Vec<&Descriptor> = m.layers.iter().collect();
     all.push(&m.config);
     all.push(manifest);
@@ -194,8 +204,12 @@ pub fn write_dir(store: &Store, manifest: &Descriptor, dir: &Path, tag: &str) ->
         "org.opencontainers.image.ref.name".to_string(),
         tag.to_string(),
     )]);
-    let index = serde_json::json!({"schemaVersion": 2, "mediaType": image::INDEX_V1, "manifests": [desc]});
-    write_atomic(&dir.join("index.json"), &serde_json::to_vec(&index).expect("json"))
+    let index =
+        serde_json::json!({"schemaVersion": 2, "mediaType": image::INDEX_V1, "manifests": [desc]});
+    write_atomic(
+        &dir.join("index.json"),
+        &serde_json::to_vec(&index).expect("json"),
+    )
 }
 
 /// Reads the records of a cache artifact (or of an image with inline cache) in a registry.

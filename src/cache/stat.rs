@@ -164,7 +164,9 @@ impl FileHasher {
     /// kept, so builds that copy different parts of a context share one cache).
     pub fn save(&self) -> Result<(), StoreError> {
         let fresh = std::mem::take(&mut *self.fresh.lock().expect("fresh lock"));
-        let Some(file) = &self.file else { return Ok(()) };
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
         if fresh.is_empty() {
             return Ok(());
         }
@@ -184,7 +186,8 @@ impl FileHasher {
             );
         }
         if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir).map_err(crate::content::io_err("create directory", dir))?;
+            std::fs::create_dir_all(dir)
+                .map_err(crate::content::io_err("create directory", dir))?;
         }
         write_atomic(file, out.as_bytes())
     }

@@ -149,7 +149,9 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         .collect::<Result<Vec<_>, _>>()?;
     let store = super::store::open(&a.store)?;
     // Held until the image is tagged and exported: `rbuild prune` waits for it.
-    let _gc = store.gc_lock(false).map_err(|e| CliError::new(ExitKind::Failure, e.to_string()))?;
+    let _gc = store
+        .gc_lock(false)
+        .map_err(|e| CliError::new(ExitKind::Failure, e.to_string()))?;
     let mut opts = opts;
     for s in &a.cache_from {
         let spec = CacheSpec::parse(s, false).map_err(|e| {
@@ -351,10 +353,22 @@ fn progress_reporter(mode: &str, quiet: bool) -> Result<Option<Reporter>, CliErr
     Ok(Some(std::sync::Arc::new(move |e: &Event| {
         if json {
             let v = match e {
-                Event::Step { id, stage, pos, total, text } => serde_json::json!({"id": id, "event": "step", "stage": stage, "pos": pos, "total": total, "text": text}),
+                Event::Step {
+                    id,
+                    stage,
+                    pos,
+                    total,
+                    text,
+                } => {
+                    serde_json::json!({"id": id, "event": "step", "stage": stage, "pos": pos, "total": total, "text": text})
+                }
                 Event::Cached { id } => serde_json::json!({"id": id, "event": "cached"}),
-                Event::Miss { id, reason } => serde_json::json!({"id": id, "event": "miss", "reason": reason}),
-                Event::Done { id, secs } => serde_json::json!({"id": id, "event": "done", "secs": secs}),
+                Event::Miss { id, reason } => {
+                    serde_json::json!({"id": id, "event": "miss", "reason": reason})
+                }
+                Event::Done { id, secs } => {
+                    serde_json::json!({"id": id, "event": "done", "secs": secs})
+                }
             };
             eprintln!("{v}");
             return;
@@ -402,14 +416,25 @@ fn export_cache(
     quiet: bool,
 ) -> Result<(), CliError> {
     let fail = |what: &str, e: String| {
-        CliError::new(ExitKind::Failure, format!("exporting the cache to {what}: {e}"))
+        CliError::new(
+            ExitKind::Failure,
+            format!("exporting the cache to {what}: {e}"),
+        )
     };
     for spec in specs {
-        let records = |max: bool| if max { &built.cache_max } else { &built.cache_min };
+        let records = |max: bool| {
+            if max {
+                &built.cache_max
+            } else {
+                &built.cache_min
+            }
+        };
         match spec {
             CacheSpec::Inline => {
                 if tags.is_empty() && !quiet {
-                    eprintln!("warning: --cache-to type=inline has no effect without -t and --push");
+                    eprintln!(
+                        "warning: --cache-to type=inline has no effect without -t and --push"
+                    );
                 }
             }
             CacheSpec::Local { dir, max } => {
@@ -423,8 +448,11 @@ fn export_cache(
             CacheSpec::Registry { reference, max } => {
                 let r = Reference::parse_docker(reference)
                     .map_err(|e| {
-                        CliError::new(ExitKind::InvalidReference, format!("invalid --cache-to ref {reference:?}: {e}"))
-                            .hinted(e.hint())
+                        CliError::new(
+                            ExitKind::InvalidReference,
+                            format!("invalid --cache-to ref {reference:?}: {e}"),
+                        )
+                        .hinted(e.hint())
                     })?
                     .with_default_tag();
                 let recs = records(*max);

@@ -116,15 +116,26 @@ pub(super) fn prune(a: PruneArgs) -> Result<(), CliError> {
         match f.split_once('=') {
             Some(("until", d)) => {
                 policy.until = Some(humantime::parse_duration(d).map_err(|e| {
-                    usage(format!("--filter {f:?}: {e}"), "write a duration such as until=24h or until=30m")
+                    usage(
+                        format!("--filter {f:?}: {e}"),
+                        "write a duration such as until=24h or until=30m",
+                    )
                 })?)
             }
-            _ => return Err(usage(format!("unknown --filter {f:?}"), "use --filter until=DURATION")),
+            _ => {
+                return Err(usage(
+                    format!("unknown --filter {f:?}"),
+                    "use --filter until=DURATION",
+                ))
+            }
         }
     }
     if let Some(s) = &a.keep_storage {
         policy.keep_storage = Some(prune::parse_size(s).ok_or_else(|| {
-            usage(format!("--keep-storage {s:?} is not a size"), "write a size such as 10GB or 512MB")
+            usage(
+                format!("--keep-storage {s:?} is not a size"),
+                "write a size such as 10GB or 512MB",
+            )
         })?);
     }
     let store = open(&a.store)?;
@@ -141,9 +152,10 @@ pub(super) fn prune(a: PruneArgs) -> Result<(), CliError> {
             used: *used,
         })
         .collect();
-    let dropped: BTreeSet<Digest> = prune::select(candidates, std::time::SystemTime::now(), &policy)
-        .into_iter()
-        .collect();
+    let dropped: BTreeSet<Digest> =
+        prune::select(candidates, std::time::SystemTime::now(), &policy)
+            .into_iter()
+            .collect();
     for k in &dropped {
         index.remove(k);
     }
@@ -207,7 +219,8 @@ pub(super) fn prune(a: PruneArgs) -> Result<(), CliError> {
         let p = store.root().join(d);
         if let Ok(rd) = std::fs::read_dir(&p) {
             for e in rd.flatten() {
-                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
     }

@@ -185,7 +185,11 @@ pub struct ImageConfig {
     pub history: Vec<History>,
     /// Build cache records carried in the config (`--cache-to type=inline`, and the config
     /// of a cache artifact), read back by `--cache-from`.
-    #[serde(rename = "rbuild.cache.v1", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "rbuild.cache.v1",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub cache: Option<serde_json::Value>,
 }
 

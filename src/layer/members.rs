@@ -145,7 +145,7 @@ fn groups(entries: Vec<Entry>) -> Vec<Group> {
             continue;
         }
         bytes += e.size;
-        let boundary = path_hash(&e.path) % SPREAD == 0;
+        let boundary = path_hash(&e.path).is_multiple_of(SPREAD);
         cur.push(e);
         if boundary || bytes >= GROUP_BYTES {
             out.push(Group::Small(std::mem::take(&mut cur)));
@@ -382,12 +382,26 @@ where
                 batch_bytes += list.iter().map(|e| e.size + 512).sum::<u64>();
                 batch.push(list);
                 if batch_bytes >= BATCH_BYTES {
-                    flush(&mut batch, &mut ready, &mut out, &mut diff, &mut size, &mut report)?;
+                    flush(
+                        &mut batch,
+                        &mut ready,
+                        &mut out,
+                        &mut diff,
+                        &mut size,
+                        &mut report,
+                    )?;
                     batch_bytes = 0;
                 }
             }
             Group::Big(e) => {
-                flush(&mut batch, &mut ready, &mut out, &mut diff, &mut size, &mut report)?;
+                flush(
+                    &mut batch,
+                    &mut ready,
+                    &mut out,
+                    &mut diff,
+                    &mut size,
+                    &mut report,
+                )?;
                 if let Some(p) = ready.take() {
                     emit(p, &mut out, &mut diff, &mut size, &mut report)?;
                 }
@@ -453,7 +467,14 @@ where
             }
         }
     }
-    flush(&mut batch, &mut ready, &mut out, &mut diff, &mut size, &mut report)?;
+    flush(
+        &mut batch,
+        &mut ready,
+        &mut out,
+        &mut diff,
+        &mut size,
+        &mut report,
+    )?;
     if let Some(p) = ready.take() {
         emit(p, &mut out, &mut diff, &mut size, &mut report)?;
     }
@@ -512,7 +533,8 @@ mod tests {
     #[test]
     fn members_decode_to_the_same_tar_and_reuse_what_did_not_change() {
         let none = |_: &Entry| None;
-        let (u1, blob1, r1) = write_members(files(400, None), None, &none, None, Vec::new()).unwrap();
+        let (u1, blob1, r1) =
+            write_members(files(400, None), None, &none, None, Vec::new()).unwrap();
         let mut dec = Vec::new();
         flate2::read::MultiGzDecoder::new(&blob1[..])
             .read_to_end(&mut dec)
@@ -533,7 +555,11 @@ mod tests {
             .unwrap();
         assert_eq!(dec, plain_tar(files(400, Some(7))));
         assert_eq!(u2.diff_id, crate::content::sha256_digest(&dec));
-        assert_eq!(r2.reused, r1.members.len() - 2, "all but the changed group and the trailer");
+        assert_eq!(
+            r2.reused,
+            r1.members.len() - 2,
+            "all but the changed group and the trailer"
+        );
         assert!(r2.compressed < r1.compressed / 10);
     }
 

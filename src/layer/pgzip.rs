@@ -38,7 +38,12 @@ thread_local! {
 }
 
 /// Raw-deflates one block; `last` ends the stream, otherwise a sync flush byte-aligns it.
-pub(crate) fn deflate_block(level: u32, dict: Option<&[u8]>, input: &[u8], last: bool) -> io::Result<Vec<u8>> {
+pub(crate) fn deflate_block(
+    level: u32,
+    dict: Option<&[u8]>,
+    input: &[u8],
+    last: bool,
+) -> io::Result<Vec<u8>> {
     ENCODER.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.as_mut() {

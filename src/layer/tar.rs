@@ -57,7 +57,11 @@ pub fn write_tar<W: Write>(mut entries: Vec<Entry>, epoch: Option<u64>, out: W) 
     builder.into_inner()
 }
 
-pub(crate) fn append<W: Write>(b: &mut tar::Builder<W>, e: &Entry, epoch: Option<u64>) -> io::Result<()> {
+pub(crate) fn append<W: Write>(
+    b: &mut tar::Builder<W>,
+    e: &Entry,
+    epoch: Option<u64>,
+) -> io::Result<()> {
     let mut name = e.path.trim_start_matches('/').to_string();
     if matches!(e.kind, Kind::Dir) {
         name.push('/');
