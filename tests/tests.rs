@@ -16,6 +16,8 @@ mod frontend_never_panics;
 mod outputs;
 #[path = "pull_errors.rs"]
 mod pull_errors;
+#[path = "pull_policy.rs"]
+mod pull_policy;
 #[path = "registry_auth.rs"]
 mod registry_auth;
 #[path = "registry_cache.rs"]

@@ -44,6 +44,84 @@ pub enum BaseError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `--pull never` and the image was never resolved into this store.
+    #[error("base image {0} is not in the store and --pull never forbids fetching it")]
+    NotLocal(String),
+}
+
+/// When a registry base is looked up again (`--pull`), following Kubernetes'
+/// imagePullPolicy defaults: an untagged or `:latest` base is re-resolved every build, a
+/// specific tag is resolved once and then taken from the store, a digest never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// The rule above.
+    #[default]
+    Default,
+    /// Resolve every build (`always`, `newer`).
+    Always,
+    /// Resolve only when the store has no resolution yet.
+    Missing,
+    /// Never contact a registry for bases.
+    Never,
+}
+
+impl PullPolicy {
+    /// Parses `--pull` values (`true`/`false` as Docker's boolean form).
+    pub fn parse(s: &str) -> Option<PullPolicy> {
+        Some(match s {
+            "always" | "newer" | "true" => PullPolicy::Always,
+            "missing" | "false" => PullPolicy::Missing,
+            "never" => PullPolicy::Never,
+            "default" => PullPolicy::Default,
+            _ => return None,
+        })
+    }
+
+    /// Whether `r` must be resolved against the registry even if the store knows it.
+    pub fn must_resolve(self, r: &Reference) -> bool {
+        match self {
+            PullPolicy::Always => r.digest.is_none(),
+            PullPolicy::Missing | PullPolicy::Never => false,
+            PullPolicy::Default => {
+                r.digest.is_none() && matches!(r.tag.as_deref(), None | Some("latest"))
+            }
+        }
+    }
+}
+
+/// A registry base as last resolved into the store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Resolution {
+    pinned: String,
+    manifest: Descriptor,
+}
+
+fn resolution_path(store: &Store, r: &Reference, platform: &Platform) -> PathBuf {
+    let id = crate::content::sha256_digest(format!("{r}\n{platform}").as_bytes());
+    store.root().join("cache/bases").join(id.hex())
+}
+
+/// The base from an earlier resolution, if the store still has its manifest and config.
+fn local_resolution(store: &Store, r: &Reference, platform: &Platform) -> Option<BaseImage> {
+    let res: Resolution =
+        serde_json::from_slice(&std::fs::read(resolution_path(store, r, platform)).ok()?).ok()?;
+    let md = Digest::parse(&res.manifest.digest).ok()?;
+    let m: crate::image::Manifest = serde_json::from_slice(&store.read(&md).ok()?).ok()?;
+    let cd = Digest::parse(&m.config.digest).ok()?;
+    let config: ImageConfig = serde_json::from_slice(&store.read(&cd).ok()?).ok()?;
+    Some(BaseImage {
+        config,
+        layers: m
+            .layers
+            .into_iter()
+            .map(|mut l| {
+                l.media_type = crate::image::oci_layer_media_type(&l.media_type);
+                l
+            })
+            .collect(),
+        manifest_digest: res.manifest.digest,
+        remote: Some(Reference::parse(&res.pinned).ok()?),
+    })
 }
 
 impl BaseError {
@@ -52,6 +130,7 @@ impl BaseError {
         match self {
             BaseError::Unsupported(_) => Some("use a local base: `FROM oci-layout:///path/to/layout[:tag]`, or `--build-context NAME=oci-layout://...`".into()),
             BaseError::Reference(e) => Some(e.hint()),
+            BaseError::NotLocal(r) => Some(format!("run `rbuild pull {r}` first, or build without --pull never")),
             BaseError::Registry(e) => e.hint(),
             BaseError::Layout { .. } => Some("check the path and tag; `skopeo inspect oci:PATH:TAG` shows what the layout holds".into()),
             BaseError::Platform { have, .. } => Some(format!("build with `--platform {have}`, or write `FROM --platform={have} ...` if that is intended")),
@@ -80,6 +159,7 @@ pub fn load(
     store: &Store,
     platform: Option<&str>,
     registry: Option<&Client>,
+    pull: PullPolicy,
 ) -> Result<BaseImage, BaseError> {
     let Some(rest) = spec.strip_prefix("oci-layout://") else {
         let r = Reference::parse_docker(spec)?.with_default_tag();
@@ -89,8 +169,29 @@ pub fn load(
                 .map(String::from)
                 .unwrap_or_else(crate::frontend::expand::host_platform),
         );
+        if !pull.must_resolve(&r) {
+            if let Some(img) = local_resolution(store, &r, &want) {
+                check_platform(spec, &img.config, platform)?;
+                return Ok(img);
+            }
+            if pull == PullPolicy::Never {
+                return Err(BaseError::NotLocal(r.to_string()));
+            }
+        }
         let res = crate::registry::pull::resolve(client, &r, &want, store)?;
         check_platform(spec, &res.config, platform)?;
+        let path = resolution_path(store, &r, &want);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = crate::content::write_atomic(
+            &path,
+            &serde_json::to_vec(&Resolution {
+                pinned: res.pinned.to_string(),
+                manifest: res.manifest.clone(),
+            })
+            .expect("serialisable"),
+        );
         return Ok(BaseImage {
             config: res.config,
             layers: res.layers,

@@ -25,6 +25,7 @@ pub(super) struct Sources<'a> {
     pub named_contexts: &'a std::collections::BTreeMap<String, String>,
     pub platform: Option<&'a str>,
     pub registry: &'a Option<std::sync::Arc<crate::registry::Client>>,
+    pub pull: base::PullPolicy,
     /// Unpacked archives and images live here until the layer is written.
     pub temps: &'a mut Vec<TempDir>,
 }
@@ -252,16 +253,21 @@ fn from_other(
                 .get(from)
                 .cloned()
                 .unwrap_or_else(|| from.to_string());
-            let img = base::load(&spec, src.store, src.platform, src.registry.as_deref()).map_err(
-                |e| match e {
-                    base::BaseError::Unsupported(_) => BuildError::step(
-                        line,
-                        format!("COPY --from={from}: no stage named {from:?}, and {e}"),
-                        e.hint().as_deref(),
-                    ),
-                    other => BuildError::Base(other),
-                },
-            )?;
+            let img = base::load(
+                &spec,
+                src.store,
+                src.platform,
+                src.registry.as_deref(),
+                src.pull,
+            )
+            .map_err(|e| match e {
+                base::BaseError::Unsupported(_) => BuildError::step(
+                    line,
+                    format!("COPY --from={from}: no stage named {from:?}, and {e}"),
+                    e.hint().as_deref(),
+                ),
+                other => BuildError::Base(other),
+            })?;
             let remote = match (&img.remote, src.registry) {
                 (Some(r), Some(c)) => img
                     .layers

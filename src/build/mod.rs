@@ -154,6 +154,8 @@ pub struct BuildOptions {
     pub progress: Option<progress::Reporter>,
     /// `--cache-to type=inline`: carry the target's cache records in the image config.
     pub inline_cache: bool,
+    /// `--pull`: when registry bases are resolved again.
+    pub pull: base::PullPolicy,
 }
 
 /// A built image: its manifest descriptor plus what produced it.
@@ -600,15 +602,19 @@ fn build_stage(
         let want = platform
             .clone()
             .unwrap_or_else(|| opts.platforms.target.clone());
-        let img =
-            base::load(&spec, store, Some(&want), opts.registry.as_deref()).map_err(
-                |e| match e {
-                    base::BaseError::Unsupported(_) => {
-                        BuildError::step(line, e.to_string(), e.hint().as_deref())
-                    }
-                    other => BuildError::Base(other),
-                },
-            )?;
+        let img = base::load(
+            &spec,
+            store,
+            Some(&want),
+            opts.registry.as_deref(),
+            opts.pull,
+        )
+        .map_err(|e| match e {
+            base::BaseError::Unsupported(_) => {
+                BuildError::step(line, e.to_string(), e.hint().as_deref())
+            }
+            other => BuildError::Base(other),
+        })?;
         let mut config = img.config;
         // ONBUILD triggers of the base run first in this stage and are not inherited.
         let triggers = std::mem::take(&mut config.config.on_build);
@@ -746,6 +752,7 @@ fn build_stage(
                         named_contexts: &opts.named_contexts,
                         platform: Some(&plat),
                         registry: &opts.registry,
+                        pull: opts.pull,
                         temps: &mut temps,
                     };
                     let e = copy::copy_entries(c, is_add, &state, &mut sources, line)?;
@@ -812,6 +819,7 @@ fn build_stage(
                 session.report(Event::Miss { id, reason });
                 let mut ran = false;
                 let mut run_upper = None;
+                let mut detail = String::new();
                 let layer_entries = match &ins {
                     Instruction::Workdir(_) => {
                         let cfg = &state.config.config;
@@ -856,6 +864,7 @@ fn build_stage(
                                 named_contexts: &opts.named_contexts,
                                 platform: Some(&plat),
                                 registry: &opts.registry,
+                                pull: opts.pull,
                                 temps: &mut temps,
                             };
                             copy::copy_entries(c, is_add, &state, &mut sources, line)?
@@ -881,7 +890,9 @@ fn build_stage(
                     }
                     let members = (!ran && opts.compression == Compression::Gzip)
                         .then(|| (&*session.hasher, &session.index, &slot));
-                    let (desc, diff_id) = write_layer(store, layer_entries, opts, members)?;
+                    let (desc, diff_id, written) =
+                        write_layer(store, layer_entries, opts, members)?;
+                    detail = written;
                     state.keep.extend(temps.drain(..).map(Arc::new));
                     if let Some(upper) = run_upper.take() {
                         let _ = crate::snapshot::adopt_upper(store, &upper, &diff_id);
@@ -900,6 +911,7 @@ fn build_stage(
                 session.report(Event::Done {
                     id,
                     secs: started.elapsed().as_secs_f64(),
+                    detail,
                 });
                 record
             }
@@ -1553,7 +1565,7 @@ fn write_layer(
     entries: Vec<Entry>,
     opts: &BuildOptions,
     members: Option<(&FileHasher, &Index, &crate::reference::Digest)>,
-) -> Result<(Descriptor, String), BuildError> {
+) -> Result<(Descriptor, String, String), BuildError> {
     let io = |e: std::io::Error| {
         BuildError::Store(StoreError::Io {
             op: "write layer",
@@ -1561,7 +1573,7 @@ fn write_layer(
             source: e,
         })
     };
-    let (raw, ingest, map) = match members {
+    let (raw, ingest, map, detail) = match members {
         // COPY/ADD layers as gzip members: unchanged members of this step's previous layer
         // are copied, not compressed again.
         Some((hasher, index, slot)) => {
@@ -1582,21 +1594,29 @@ fn write_layer(
                 store.ingest()?,
             )
             .map_err(io)?;
+            let detail = format!(
+                "compressed {} of {} bytes, copied {} of {} gzip members",
+                report.compressed,
+                raw.size,
+                report.reused,
+                report.members.len()
+            );
             (
                 raw,
                 ingest,
                 Some(crate::layer::members::map_text(&report.members)),
+                detail,
             )
         }
         None => {
             let lw = LayerWriter::new(store.ingest()?, opts.compression).map_err(io)?;
             let lw = write_tar(entries, opts.epoch, lw).map_err(io)?;
             let (raw, ingest) = lw.finish().map_err(io)?;
-            (raw, ingest, None)
+            (raw, ingest, None, String::new())
         }
     };
     let (digest, size) = ingest.commit(None)?;
-    if let (Some(text), Some((_, index, slot))) = (map, members) {
+    if let (Some(text), Some((_, index, slot))) = (map.as_ref(), members) {
         let p = index.members_path(&digest);
         if let Some(dir) = p.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -1613,5 +1633,6 @@ fn write_layer(
             annotations: BTreeMap::new(),
         },
         raw.diff_id.to_string(),
+        detail,
     ))
 }

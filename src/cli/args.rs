@@ -202,6 +202,10 @@ pub struct BuildArgs {
     /// Target platform, `os/arch[/variant]` (default: this machine's).
     #[arg(long)]
     pub platform: Option<String>,
+    /// When to resolve registry bases again: `always`, `missing`, `never`, `newer`
+    /// (default: untagged and `:latest` bases every build, other tags once).
+    #[arg(long, default_value = "default", num_args = 0..=1, require_equals = true, default_missing_value = "always")]
+    pub pull: String,
     /// Run every step instead of taking results from the cache.
     #[arg(long)]
     pub no_cache: bool,

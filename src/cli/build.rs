@@ -134,6 +134,12 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         cache_from: Vec::new(),
         progress: progress_reporter(&a.progress, a.quiet)?,
         inline_cache: a.cache_to.iter().any(|s| s.contains("type=inline")),
+        pull: crate::build::base::PullPolicy::parse(&a.pull).ok_or_else(|| {
+            usage(
+                format!("unknown --pull {:?}", a.pull),
+                "use always, missing, never or newer",
+            )
+        })?,
     };
     let cache_to = a
         .cache_to
@@ -366,8 +372,8 @@ fn progress_reporter(mode: &str, quiet: bool) -> Result<Option<Reporter>, CliErr
                 Event::Miss { id, reason } => {
                     serde_json::json!({"id": id, "event": "miss", "reason": reason})
                 }
-                Event::Done { id, secs } => {
-                    serde_json::json!({"id": id, "event": "done", "secs": secs})
+                Event::Done { id, secs, detail } => {
+                    serde_json::json!({"id": id, "event": "done", "secs": secs, "detail": detail})
                 }
             };
             eprintln!("{v}");
@@ -383,7 +389,14 @@ fn progress_reporter(mode: &str, quiet: bool) -> Result<Option<Reporter>, CliErr
             } => eprintln!("#{id} [{stage} {pos}/{total}] {text}"),
             Event::Cached { id } => eprintln!("#{id} CACHED"),
             Event::Miss { id, reason } => eprintln!("#{id} miss: {reason}"),
-            Event::Done { id, secs } => eprintln!("#{id} DONE {secs:.1}s"),
+            Event::Done {
+                id,
+                secs,
+                detail: d,
+            } if d.is_empty() => {
+                eprintln!("#{id} DONE {secs:.1}s")
+            }
+            Event::Done { id, secs, detail } => eprintln!("#{id} DONE {secs:.1}s ({detail})"),
         }
     })))
 }
