@@ -24,6 +24,8 @@ mod registry_auth;
 mod registry_cache;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
+#[path = "run_chroot.rs"]
+mod run_chroot;
 #[path = "run_mounts.rs"]
 mod run_mounts;
 #[path = "run_steps.rs"]

@@ -32,6 +32,7 @@ use crate::reference::Reference;
 use crate::registry::Client;
 
 use crate::cache::{self, index::Index, key::StepInputs, remote::Imported, stat::FileHasher};
+use crate::exec::chroot::Isolation;
 use context::{Context, ContextError};
 use progress::Event;
 
@@ -156,6 +157,8 @@ pub struct BuildOptions {
     pub inline_cache: bool,
     /// `--pull`: when registry bases are resolved again.
     pub pull: base::PullPolicy,
+    /// `--isolation`: how RUN steps are isolated.
+    pub isolation: Isolation,
 }
 
 /// A built image: its manifest descriptor plus what produced it.
@@ -362,6 +365,17 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         any_miss: AtomicBool::new(false),
         newest_hit: AtomicU64::new(0),
     };
+    let has_run = df.stages.iter().any(|s| {
+        s.steps
+            .iter()
+            .any(|st| matches!(st.instruction, Instruction::Run(_)))
+    });
+    if has_run && opts.isolation == Isolation::Auto && opts.isolation.resolve() == Isolation::Chroot
+    {
+        session.report(Event::Note {
+            text: "RUN isolation: chroot (no CAP_SYS_ADMIN here, so no namespaces or overlay; every RUN unpacks the stage and compares the tree before and after)".into(),
+        });
+    }
     let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
     let warnings: Vec<String> = global
         .unused_build_args(df)
@@ -1144,6 +1158,9 @@ fn run_step(
     line: usize,
     others: &RunSources<'_>,
 ) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
+    if others.opts.isolation.resolve() == Isolation::Chroot {
+        return run_step_chroot(r, state, env, store, step, line);
+    }
     let (mounts, secrets) = resolve_mounts(r, store, line, others)?;
     let no_network = match r.network.as_deref() {
         None | Some("default") | Some("host") => false,
@@ -1223,16 +1240,7 @@ fn run_step(
         no_network,
     };
     let shown = step.original.trim().to_string();
-    crate::exec::run(&spec, &secrets, &shown).map_err(|e| {
-        let hint = match &e {
-            crate::exec::ExecError::NotRoot => {
-                Some("run rbuild as root (for example in a privileged CI container)")
-            }
-            crate::exec::ExecError::Failed { .. } => Some("fix the command; its output is above"),
-            crate::exec::ExecError::Setup(_) => None,
-        };
-        BuildError::step(line, e.to_string(), hint)
-    })?;
+    crate::exec::run(&spec, &secrets, &shown).map_err(|e| exec_error(e, line))?;
     let skip: Vec<String> = crate::exec::sandbox::MOUNT_POINTS
         .iter()
         .map(|p| p.to_string())
@@ -1246,6 +1254,123 @@ fn run_step(
     for p in &skip {
         let path = dirs[0].join(p);
         let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
+    Ok((entries, scratch))
+}
+
+/// A RUN failure as a build error with a hint.
+fn exec_error(e: crate::exec::ExecError, line: usize) -> BuildError {
+    let hint = match &e {
+        crate::exec::ExecError::NotRoot => {
+            Some("run rbuild as root (for example in a privileged CI container)")
+        }
+        crate::exec::ExecError::Failed { .. } => Some("fix the command; its output is above"),
+        crate::exec::ExecError::Setup(_) => None,
+    };
+    BuildError::step(line, e.to_string(), hint)
+}
+
+/// Runs one RUN step chroot'ed into an unpacked copy of the stage (no namespaces, no mounts:
+/// see [`crate::exec::chroot`]); the change is found by comparing the tree before and after.
+fn run_step_chroot(
+    r: &crate::frontend::instructions::RunCmd,
+    state: &StageState,
+    env: &[(String, String)],
+    store: &Store,
+    step: &Step,
+    line: usize,
+) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
+    use crate::exec::chroot;
+    use crate::exec::mounts::{parse, MountSpec};
+    let unsupported = |what: String| {
+        BuildError::step(
+            line,
+            format!("{what} needs namespace isolation, which this environment does not allow (no CAP_SYS_ADMIN), so RUN uses chroot isolation"),
+            Some("run rbuild with CAP_SYS_ADMIN (a privileged container) for this, or drop it from the RUN"),
+        )
+    };
+    let mut tmpfs = Vec::new();
+    for m in &r.mounts {
+        match parse(m) {
+            Ok(MountSpec::Tmpfs { target }) => {
+                tmpfs.push(target.trim_start_matches('/').to_string())
+            }
+            Ok(_) => return Err(unsupported(format!("RUN --mount={m}"))),
+            Err(e) => {
+                return Err(BuildError::step(
+                    line,
+                    e,
+                    Some("see `RUN --mount` in the Dockerfile reference"),
+                ))
+            }
+        }
+    }
+    if r.network.as_deref() == Some("none") {
+        return Err(unsupported("RUN --network=none".into()));
+    }
+    let cfg = &state.config.config;
+    let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
+    fetch_remote(store, &state.layers, &state.remote)?;
+    let scratch = store.temp_dir("chroot")?;
+    let root = scratch.path().join("root");
+    let io = |what: &str, e: std::io::Error| BuildError::step(line, format!("{what}: {e}"), None);
+    std::fs::create_dir(&root).map_err(|e| io("creating the RUN root", e))?;
+    crate::snapshot::apply_layers(
+        store,
+        &state.layers,
+        Some(&state.config.rootfs.diff_ids),
+        &root,
+        crate::layer::apply::Whiteouts::Delete,
+    )
+    .map_err(|source| BuildError::Unpack {
+        image: state.base_name.clone(),
+        source,
+    })?;
+    let cwd = if cfg.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        cfg.working_dir.clone()
+    };
+    let saved = chroot::prepare(&root, &cwd);
+    let mut skip: Vec<String> = ["dev", "proc", "sys"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(chroot::HOST_FILES.iter().map(|s| s.to_string()))
+        .collect();
+    let mut made = Vec::new();
+    for t in &tmpfs {
+        let p = root.join(t);
+        if !p.exists() {
+            made.push(p.clone());
+        }
+        let _ = std::fs::create_dir_all(&p);
+        skip.push(t.clone());
+    }
+    let skip_refs: Vec<&str> = skip.iter().map(String::as_str).collect();
+    let before = crate::snapshot::compare::scan(&root, &skip_refs)
+        .map_err(|e| io("reading the RUN root", e))?;
+    let (argv, script) = run_argv(r, &cfg.shell);
+    let script_path = root.join(crate::exec::SCRIPT_PATH.trim_start_matches('/'));
+    if let Some(body) = &script {
+        std::fs::write(&script_path, body).map_err(|e| io("writing the heredoc script", e))?;
+    }
+    let spec = chroot::ChrootSpec {
+        root: root.clone(),
+        argv,
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd,
+        uid: uid as u32,
+        gid: gid as u32,
+    };
+    let result = chroot::run(&spec, step.original.trim());
+    let _ = std::fs::remove_file(&script_path);
+    result.map_err(|e| exec_error(e, line))?;
+    // The diff comes before putting the host files back, so their directory looks untouched.
+    let entries = crate::snapshot::compare::changes(&before, &root, &skip_refs)
+        .map_err(|e| io("reading the step's changes", e))?;
+    chroot::restore(saved);
+    for p in made {
+        let _ = std::fs::remove_dir_all(p);
     }
     Ok((entries, scratch))
 }

@@ -31,6 +31,11 @@ pub enum Event {
         /// What changed since the last build of this step.
         reason: String,
     },
+    /// Something the user should know about the build as a whole.
+    Note {
+        /// The text.
+        text: String,
+    },
     /// The step ran.
     Done {
         /// Step number.
@@ -40,6 +45,13 @@ pub enum Event {
         /// What the step's layer cost, e.g. `compressed 12 kB, copied 1021 of 1023 gzip members`.
         detail: String,
     },
+}
+
+impl Event {
+    /// A note about the whole build (which isolation RUN uses, ...).
+    pub fn note(text: impl Into<String>) -> Event {
+        Event::Note { text: text.into() }
+    }
 }
 
 /// Receives events (from several stage threads at once).

@@ -206,6 +206,10 @@ pub struct BuildArgs {
     /// (default: untagged and `:latest` bases every build, other tags once).
     #[arg(long, default_value = "default", num_args = 0..=1, require_equals = true, default_missing_value = "always")]
     pub pull: String,
+    /// How RUN is isolated: `auto` (namespaces and overlay when allowed, else chroot),
+    /// `namespaces` (`oci`), `chroot` (no mounts: unprivileged pods).
+    #[arg(long, default_value = "auto")]
+    pub isolation: String,
     /// Run every step instead of taking results from the cache.
     #[arg(long)]
     pub no_cache: bool,

@@ -134,6 +134,12 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         cache_from: Vec::new(),
         progress: progress_reporter(&a.progress, a.quiet)?,
         inline_cache: a.cache_to.iter().any(|s| s.contains("type=inline")),
+        isolation: crate::exec::chroot::Isolation::parse(&a.isolation).ok_or_else(|| {
+            usage(
+                format!("unknown --isolation {:?}", a.isolation),
+                "use auto, namespaces (oci) or chroot",
+            )
+        })?,
         pull: crate::build::base::PullPolicy::parse(&a.pull).ok_or_else(|| {
             usage(
                 format!("unknown --pull {:?}", a.pull),
@@ -369,6 +375,7 @@ fn progress_reporter(mode: &str, quiet: bool) -> Result<Option<Reporter>, CliErr
                     serde_json::json!({"id": id, "event": "step", "stage": stage, "pos": pos, "total": total, "text": text})
                 }
                 Event::Cached { id } => serde_json::json!({"id": id, "event": "cached"}),
+                Event::Note { text } => serde_json::json!({"event": "note", "text": text}),
                 Event::Miss { id, reason } => {
                     serde_json::json!({"id": id, "event": "miss", "reason": reason})
                 }
@@ -388,6 +395,7 @@ fn progress_reporter(mode: &str, quiet: bool) -> Result<Option<Reporter>, CliErr
                 text,
             } => eprintln!("#{id} [{stage} {pos}/{total}] {text}"),
             Event::Cached { id } => eprintln!("#{id} CACHED"),
+            Event::Note { text } => eprintln!("note: {text}"),
             Event::Miss { id, reason } => eprintln!("#{id} miss: {reason}"),
             Event::Done {
                 id,

@@ -312,7 +312,9 @@ impl Store {
         let mut m = manifest.clone();
         m.annotations.clear();
         let entry_now = tags.get(tag);
-        if entry_now.is_some_and(|e| e.manifest == m && e.created == created && e.sources == sources) {
+        if entry_now
+            .is_some_and(|e| e.manifest == m && e.created == created && e.sources == sources)
+        {
             // Unchanged (a no-change rebuild): no rewrite, no fsync.
             return Ok(());
         }

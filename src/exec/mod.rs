@@ -10,6 +10,7 @@
 //! its private mount namespace (they vanish with it, even on `kill -9`), then forks the
 //! command as PID 1 of the new PID namespace after `pivot_root`.
 
+pub mod chroot;
 pub mod mounts;
 pub mod sandbox;
 
@@ -139,12 +140,13 @@ pub fn run(spec: &RunSpec, secrets: &[Vec<u8>], shown: &str) -> Result<(), ExecE
     std::fs::write(&spec_path, serde_json::to_vec(spec).expect("json"))
         .map_err(|e| ExecError::Setup(format!("{}: {e}", spec_path.display())))?;
     let exe = std::env::current_exe().map_err(|e| ExecError::Setup(e.to_string()))?;
-    let mut cmd = Command::new(exe);
+    let cmd = Command::new(exe);
     use base64::Engine as _;
     let encoded: Vec<String> = secrets
         .iter()
         .map(|s| base64::engine::general_purpose::STANDARD.encode(s))
         .collect();
+    let mut cmd = cmd;
     cmd.arg("__sandbox")
         .arg(&spec_path)
         .env(SECRETS_ENV, serde_json::to_string(&encoded).expect("json"))
@@ -167,9 +169,28 @@ pub fn run(spec: &RunSpec, secrets: &[Vec<u8>], shown: &str) -> Result<(), ExecE
             rustix::thread::unshare_unsafe(flags).map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ExecError::Setup(format!("starting the sandbox: {e}")))?;
+    let result = supervise(cmd, shown, "the sandbox");
+    let _ = std::fs::remove_file(&spec_path);
+    result
+}
+
+/// Spawns `cmd`, streams its output to stderr (keeping the last lines for errors), waits, and
+/// maps its exit status.
+pub(crate) fn supervise(mut cmd: Command, shown: &str, what: &str) -> Result<(), ExecError> {
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ExecError::Failed {
+                command: shown.to_string(),
+                code: 127,
+                tail: vec![format!(
+                    "{}: not found in the image (or the working directory is missing)",
+                    cmd.get_program().to_string_lossy()
+                )],
+            })
+        }
+        Err(e) => return Err(ExecError::Setup(format!("starting {what}: {e}"))),
+    };
     let tail = Arc::new(Mutex::new(std::collections::VecDeque::<String>::new()));
     let pumps: Vec<_> = [
         child
@@ -199,11 +220,10 @@ pub fn run(spec: &RunSpec, secrets: &[Vec<u8>], shown: &str) -> Result<(), ExecE
     .collect();
     let status = child
         .wait()
-        .map_err(|e| ExecError::Setup(format!("waiting for the sandbox: {e}")))?;
+        .map_err(|e| ExecError::Setup(format!("waiting for {what}: {e}")))?;
     for p in pumps {
         let _ = p.join();
     }
-    let _ = std::fs::remove_file(&spec_path);
     match status.code() {
         Some(0) => Ok(()),
         Some(sandbox::SETUP_FAILED) => Err(ExecError::Setup(

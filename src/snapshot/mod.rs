@@ -6,6 +6,7 @@
 //! diff_id, then renamed into place: a crash leaves only a `.tmp-*` directory, never a
 //! half-unpacked snapshot under its final name.
 
+pub mod compare;
 pub mod diff;
 
 use std::io::{self, Read};

@@ -237,6 +237,47 @@ impl Workspace {
         tool("umoci", &args);
         bundle.join("rootfs")
     }
+
+    /// Unpacks `<out>:v1` with umoci and runs it with runc (no rlimits, no terminal, as this
+    /// machine kind needs); returns the bundle's config and what the container printed.
+    pub fn runc_run(&self) -> (serde_json::Value, String) {
+        let bundle = self.tmp.path().join("runc-bundle");
+        let _ = fs::remove_dir_all(&bundle);
+        let image = format!("{}:v1", self.out().display());
+        tool(
+            "umoci",
+            &["unpack", "--image", &image, bundle.to_str().unwrap()],
+        );
+        let cfg_path = bundle.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
+        cfg["process"]["terminal"] = false.into();
+        cfg["process"].as_object_mut().unwrap().remove("rlimits");
+        fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let state = self.tmp.path().join("runc-state");
+        let id = format!(
+            "rbuild-test-{}-{}",
+            std::process::id(),
+            self.tmp
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
+        );
+        let out = tool(
+            "runc",
+            &[
+                "--root",
+                state.to_str().unwrap(),
+                "run",
+                "-b",
+                bundle.to_str().unwrap(),
+                &id,
+            ],
+        );
+        (cfg, String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 /// Python's `http.server` on 127.0.0.1 serving a directory; stopped on drop.
