@@ -116,3 +116,34 @@ fn cache_secret_bind_and_tmpfs_mounts() {
         "{err}"
     );
 }
+
+#[test]
+fn ssh_mount_forwards_the_agent_socket_and_keeps_it_out_of_the_image() {
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("busybox");
+    busybox_layout(&base);
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let sock = ws.tmp.path().join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM base\n\
+         RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /agent-seen\n\
+         RUN --mount=type=ssh,id=deploy,required true\n",
+    );
+    let default = format!("default={}", sock.display());
+    let deploy = format!("deploy={}", sock.display());
+    let o = ws.rbuild(&["--build-context", &bc, "--ssh", &default], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("needs --ssh deploy"), "{err}");
+    ws.build_ok(&["--build-context", &bc, "--ssh", &default, "--ssh", &deploy]);
+    let root = ws.unpack();
+    assert_eq!(
+        fs::read_to_string(root.join("agent-seen")).unwrap(),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    assert!(!root.join("run/buildkit/ssh_agent.0").exists());
+    let o = ws.rbuild(&["--build-context", &bc, "--ssh", "default=/nonexistent.sock"], &[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a socket"));
+}

@@ -159,6 +159,8 @@ pub struct BuildOptions {
     pub pull: base::PullPolicy,
     /// `--isolation`: how RUN steps are isolated.
     pub isolation: Isolation,
+    /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 /// A built image: its manifest descriptor plus what produced it.
@@ -1201,6 +1203,12 @@ fn run_step(
             .map_err(|e| BuildError::step(line, format!("{}: {e}", d.display()), None))?;
     }
     let (argv, script) = run_argv(r, &cfg.shell);
+    let ssh_sock = r.mounts.iter().find_map(|m| match crate::exec::mounts::parse(m) {
+        Ok(crate::exec::mounts::MountSpec::Ssh { id, target, .. }) if others.opts.ssh.contains_key(&id) => {
+            Some(target)
+        }
+        _ => None,
+    });
     let targets: Vec<String> = mounts
         .iter()
         .map(|m| match m {
@@ -1228,7 +1236,11 @@ fn run_step(
         work: dirs[1].clone(),
         merged: dirs[2].clone(),
         argv,
-        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain(ssh_sock.map(|t| format!("SSH_AUTH_SOCK={t}")))
+            .collect(),
         cwd: if cfg.working_dir.is_empty() {
             "/".into()
         } else {
@@ -1491,6 +1503,26 @@ fn resolve_mounts(
                 });
             }
             MountSpec::Tmpfs { target } => out.push(SandboxMount::Tmpfs { target }),
+            MountSpec::Ssh {
+                id,
+                target,
+                required,
+            } => match others.opts.ssh.get(&id) {
+                Some(sock) => out.push(SandboxMount::Bind {
+                    source: sock.clone(),
+                    target,
+                    readonly: false,
+                    discard_writes: false,
+                }),
+                None if required => {
+                    return Err(BuildError::step(
+                        line,
+                        format!("RUN --mount=type=ssh needs --ssh {id}"),
+                        Some("forward your agent with `--ssh default` (uses $SSH_AUTH_SOCK) or `--ssh ID=/path/to/socket`"),
+                    ))
+                }
+                None => {}
+            },
             MountSpec::Secret {
                 id,
                 target,

@@ -249,6 +249,10 @@ pub struct BuildArgs {
     /// (repeatable; never stored in the image, the store or logs).
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the socket in $SSH_AUTH_SOCK) or
+    /// `ID=/path/to/socket` (repeatable).
+    #[arg(long = "ssh")]
+    pub ssh: Vec<String>,
     /// Push every `-t` tag to its registry after the build.
     #[arg(long)]
     pub push: bool,

@@ -134,6 +134,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         cache_from: Vec::new(),
         progress: progress_reporter(&a.progress, a.quiet)?,
         inline_cache: a.cache_to.iter().any(|s| s.contains("type=inline")),
+        ssh: read_ssh(&a.ssh)?,
         isolation: crate::exec::chroot::Isolation::parse(&a.isolation).ok_or_else(|| {
             usage(
                 format!("unknown --isolation {:?}", a.isolation),
@@ -292,6 +293,33 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
 }
 
 /// `--secret id=NAME[,src=FILE|,env=VAR]` values; without src or env, the variable NAME.
+fn read_ssh(list: &[String]) -> Result<BTreeMap<String, std::path::PathBuf>, CliError> {
+    let mut out = BTreeMap::new();
+    for s in list {
+        let (id, path) = match s.split_once('=') {
+            Some((id, p)) => (id.to_string(), std::path::PathBuf::from(p)),
+            None => match std::env::var_os("SSH_AUTH_SOCK") {
+                Some(p) => (s.clone(), std::path::PathBuf::from(p)),
+                None => {
+                    return Err(usage(
+                        format!("--ssh {s}: SSH_AUTH_SOCK is not set"),
+                        "start an agent (`eval $(ssh-agent)`), or give the socket: --ssh default=/path/to/agent.sock",
+                    ))
+                }
+            },
+        };
+        use std::os::unix::fs::FileTypeExt;
+        if !std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+            return Err(usage(
+                format!("--ssh {s}: {} is not a socket", path.display()),
+                "give the agent's socket (the value of SSH_AUTH_SOCK)",
+            ));
+        }
+        out.insert(id, path);
+    }
+    Ok(out)
+}
+
 fn read_secrets(list: &[String]) -> Result<BTreeMap<String, Vec<u8>>, CliError> {
     let mut out = BTreeMap::new();
     for s in list {

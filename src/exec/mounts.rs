@@ -38,6 +38,16 @@ pub enum MountSpec {
         /// Where it appears.
         target: String,
     },
+    /// The SSH agent socket given with `--ssh ID[=PATH]` (`type=ssh`); `SSH_AUTH_SOCK` points
+    /// at it inside.
+    Ssh {
+        /// Which `--ssh` (default `default`).
+        id: String,
+        /// Where the socket appears (default `/run/buildkit/ssh_agent.0`).
+        target: String,
+        /// Fail when no such `--ssh` was given.
+        required: bool,
+    },
     /// A secret file (`type=secret`), never written to a layer or the store.
     Secret {
         /// The `--secret id=...` it comes from.
@@ -166,8 +176,17 @@ pub fn parse(spec: &str) -> Result<MountSpec, String> {
                 gid,
             })
         }
+        "ssh" => Ok(MountSpec::Ssh {
+            id: f.get("id").cloned().unwrap_or_else(|| "default".into()),
+            target: if target.is_empty() {
+                "/run/buildkit/ssh_agent.0".into()
+            } else {
+                target
+            },
+            required: f.get("required").is_some_and(|v| boolean(v)),
+        }),
         other => Err(format!(
-            "--mount type={other} is not supported (use bind, cache, tmpfs or secret)"
+            "--mount type={other} is not supported (use bind, cache, tmpfs, secret or ssh)"
         )),
     }
 }
@@ -217,6 +236,14 @@ mod tests {
         );
         assert!(parse("type=cache").unwrap_err().contains("target"));
         assert!(parse("type=nfs,target=/x").unwrap_err().contains("nfs"));
-        assert!(parse("type=ssh").is_err());
+        assert_eq!(
+            parse("type=ssh").unwrap(),
+            MountSpec::Ssh {
+                id: "default".into(),
+                target: "/run/buildkit/ssh_agent.0".into(),
+                required: false
+            }
+        );
+        assert!(parse("type=nfs").is_err());
     }
 }
