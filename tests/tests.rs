@@ -12,6 +12,8 @@ mod conformance;
 mod copy_sources;
 #[path = "frontend_never_panics.rs"]
 mod frontend_never_panics;
+#[path = "interrupted_builds.rs"]
+mod interrupted_builds;
 #[path = "outputs.rs"]
 mod outputs;
 #[path = "pull_errors.rs"]
