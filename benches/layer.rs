@@ -1,11 +1,15 @@
 //! Layer writing throughput: a generated, source-code-like tar stream (64 MB) through
 //! rbuild's layer writer (diff_id + compression in one pass) per compression, against
-//! single-threaded gzip -6 on the same bytes. Prints ratios (run with `cargo bench --bench layer`).
+//! single-threaded gzip -6 on the same bytes; then the same bytes as 4,096 files written as gzip
+//! members (COPY layers) against one gzip stream: size cost, speed, and a rewrite after one
+//! file changed. Prints ratios (run with `cargo bench --bench layer`).
 
 use std::io::{self, Write};
 use std::time::Instant;
 
 use rbuild::layer::compress::{Compression, LayerWriter};
+use rbuild::layer::members::{map_text, write_members, Reuse};
+use rbuild::layer::tar::{write_tar, Entry, Kind};
 
 /// Deterministic text-like data: JSON/JS-ish lines with varying identifiers and numbers.
 fn corpus(len: usize) -> Vec<u8> {
@@ -87,4 +91,79 @@ fn main() {
             single / t
         );
     }
+    members(&data);
+}
+
+/// Counts bytes written.
+struct Count(u64);
+impl Write for Count {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0 += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn members(data: &[u8]) {
+    let files = |changed: Option<usize>| -> Vec<Entry> {
+        data.chunks(16 << 10)
+            .enumerate()
+            .map(|(i, c)| {
+                let mut b = c.to_vec();
+                if changed == Some(i) {
+                    b.extend_from_slice(b"// changed");
+                }
+                Entry {
+                    path: format!("app/src/pkg{}/f{i:05}.js", i % 97),
+                    size: b.len() as u64,
+                    kind: Kind::Bytes(b),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 1_700_000_000,
+                    xattrs: vec![],
+                }
+            })
+            .collect()
+    };
+    let none = |_: &Entry| None;
+    let mut single_size = 0;
+    let single = time(|| {
+        let w = LayerWriter::new(Count(0), Compression::Gzip).unwrap();
+        let w = write_tar(files(None), None, w).unwrap();
+        single_size = w.finish().unwrap().1 .0;
+    });
+    let mut member_size = 0;
+    let mut blob = Vec::new();
+    let mut map = String::new();
+    let multi = time(|| {
+        let (_, out, report) = write_members(files(None), None, &none, None, Vec::new()).unwrap();
+        member_size = out.len() as u64;
+        map = map_text(&report.members);
+        blob = out;
+    });
+    println!(
+        "layer: gzip members vs one gzip stream ({} files): size {:+.2}%, speed {:.2}x",
+        files(None).len(),
+        (member_size as f64 / single_size as f64 - 1.0) * 100.0,
+        single / multi
+    );
+    let path = std::env::temp_dir().join(format!("rbuild-bench-members-{}", std::process::id()));
+    std::fs::write(&path, &blob).unwrap();
+    let mut compressed = 0;
+    let again = time(|| {
+        let reuse = Reuse::parse(std::fs::File::open(&path).unwrap(), &map);
+        let (_, _, report) =
+            write_members(files(Some(1234)), None, &none, Some(&reuse), Count(0)).unwrap();
+        compressed = report.compressed;
+    });
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "layer: one file changed: compressed {} of {} bytes, {:.1}x faster than writing it cold",
+        compressed,
+        data.len(),
+        multi / again
+    );
 }

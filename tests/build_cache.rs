@@ -356,3 +356,90 @@ fn cache_carried_in_a_directory_makes_a_fresh_store_run_nothing() {
     assert_eq!(r.digest, first.digest);
     assert_eq!(read_out(&ws, "artifact").unwrap(), "built\n");
 }
+
+#[test]
+fn a_fresh_clone_in_another_directory_hits_the_cache() {
+    let ws = Workspace::new();
+    write(&ws.ctx(), "src/app.js", "console.log(1)\n");
+    write(&ws.ctx(), ".dockerignore", "Dockerfile\n");
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM scratch\nWORKDIR /app\nCOPY . .\n",
+    );
+    let first = build(&ws, &[]);
+    // New inodes, new mtimes, another path: what a `git clone` on another runner gives.
+    let clone = ws.tmp.path().join("clone");
+    for f in ["src/app.js", ".dockerignore", "Dockerfile"] {
+        write(&clone, f, &fs::read_to_string(ws.ctx().join(f)).unwrap());
+    }
+    let out = ws.oci_output();
+    let root = ws.store();
+    let o = crate::support::rbuild(
+        &[
+            "-t",
+            "app:v1",
+            "-o",
+            &out,
+            "--progress",
+            "plain",
+            "--root",
+            root.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("0 steps run, 2 cached"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), first.digest);
+}
+
+#[test]
+fn concurrent_builds_and_a_prune_on_one_store_all_succeed() {
+    let ws = Workspace::new();
+    for (dir, text) in [("one", "1"), ("two", "2"), ("three", "3")] {
+        let ctx = ws.tmp.path().join(dir);
+        write(&ctx, "data.txt", &text.repeat(200_000));
+        write(
+            &ctx,
+            "Dockerfile",
+            "FROM scratch\nCOPY data.txt /\nCOPY data.txt /copy.txt\n",
+        );
+    }
+    let root = ws.store();
+    let spawn = |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .args(args)
+            .output()
+    };
+    let handles: Vec<_> = ["one", "two", "three", "one", "prune"]
+        .iter()
+        .map(|name| {
+            let mut args: Vec<String> = if *name == "prune" {
+                vec!["prune".into(), "--all".into()]
+            } else {
+                vec!["-q".into(), "-t".into(), format!("{name}:v1")]
+            };
+            args.extend(["--root".into(), root.display().to_string()]);
+            if *name != "prune" {
+                args.push(ws.tmp.path().join(name).display().to_string());
+            }
+            std::thread::spawn(move || spawn(args).unwrap())
+        })
+        .collect();
+    for h in handles {
+        let o = h.join().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Every image is whole afterwards.
+    for name in ["one", "two", "three"] {
+        let image = format!("oci:{}:docker.io/library/{name}:v1", root.display());
+        let o = crate::support::tool("skopeo", &["inspect", &image]);
+        assert!(o.status.success());
+        let out = ws.tmp.path().join(format!("copy-{name}"));
+        crate::support::tool(
+            "skopeo",
+            &["copy", &image, &format!("oci:{}:x", out.display())],
+        );
+    }
+}

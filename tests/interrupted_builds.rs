@@ -15,7 +15,11 @@ fn processes_with(needle: &str) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
                 .unwrap_or(false)
         })
         .collect()
@@ -59,7 +63,10 @@ fn killing_a_build_during_run_leaves_nothing_behind() {
             .spawn()
             .unwrap();
         let needle = format!("sleep {marker}0");
-        assert!(wait_for(|| !processes_with(&needle).is_empty(), 20), "the RUN started");
+        assert!(
+            wait_for(|| !processes_with(&needle).is_empty(), 20),
+            "the RUN started"
+        );
         let out = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
@@ -86,7 +93,9 @@ fn killing_a_build_during_run_leaves_nothing_behind() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let o = ws.cmd(&["prune"], &[]);
         assert!(o.status.success());
-        let left = fs::read_dir(store.join("tmp")).map(|d| d.count()).unwrap_or(0);
+        let left = fs::read_dir(store.join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert_eq!(left, 0, "scratch space cleared");
     }
 }

@@ -136,7 +136,10 @@ fn ssh_mount_forwards_the_agent_socket_and_keeps_it_out_of_the_image() {
     let deploy = format!("deploy={}", sock.display());
     let o = ws.rbuild(&["--build-context", &bc, "--ssh", &default], &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("needs --ssh deploy"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("needs --ssh deploy"),
+        "{err}"
+    );
     ws.build_ok(&["--build-context", &bc, "--ssh", &default, "--ssh", &deploy]);
     let root = ws.unpack();
     assert_eq!(
@@ -144,6 +147,9 @@ fn ssh_mount_forwards_the_agent_socket_and_keeps_it_out_of_the_image() {
         "/run/buildkit/ssh_agent.0\n"
     );
     assert!(!root.join("run/buildkit/ssh_agent.0").exists());
-    let o = ws.rbuild(&["--build-context", &bc, "--ssh", "default=/nonexistent.sock"], &[]);
+    let o = ws.rbuild(
+        &["--build-context", &bc, "--ssh", "default=/nonexistent.sock"],
+        &[],
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a socket"));
 }

@@ -1182,10 +1182,15 @@ fn run_step(
         image: state.base_name.clone(),
         source,
     };
-    let mut lowers: Vec<PathBuf> = state
+    // Layers not unpacked yet are unpacked at once, each into its own snapshot.
+    use rayon::prelude::*;
+    let pairs: Vec<(&Descriptor, &String)> = state
         .layers
         .iter()
         .zip(&state.config.rootfs.diff_ids)
+        .collect();
+    let mut lowers: Vec<PathBuf> = pairs
+        .par_iter()
         .map(|(l, d)| crate::snapshot::layer_snapshot(store, l, d))
         .collect::<Result<_, _>>()
         .map_err(unpack_err)?;
@@ -1203,12 +1208,17 @@ fn run_step(
             .map_err(|e| BuildError::step(line, format!("{}: {e}", d.display()), None))?;
     }
     let (argv, script) = run_argv(r, &cfg.shell);
-    let ssh_sock = r.mounts.iter().find_map(|m| match crate::exec::mounts::parse(m) {
-        Ok(crate::exec::mounts::MountSpec::Ssh { id, target, .. }) if others.opts.ssh.contains_key(&id) => {
-            Some(target)
-        }
-        _ => None,
-    });
+    let ssh_sock = r
+        .mounts
+        .iter()
+        .find_map(|m| match crate::exec::mounts::parse(m) {
+            Ok(crate::exec::mounts::MountSpec::Ssh { id, target, .. })
+                if others.opts.ssh.contains_key(&id) =>
+            {
+                Some(target)
+            }
+            _ => None,
+        });
     let targets: Vec<String> = mounts
         .iter()
         .map(|m| match m {
