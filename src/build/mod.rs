@@ -1078,7 +1078,7 @@ fn file_inputs(
                 source,
             },
         })?;
-    let by_path: std::collections::HashMap<&std::path::Path, &crate::reference::Digest> =
+    let by_path: std::collections::HashMap<&std::path::Path, &crate::cache::stat::ContentId> =
         paths.iter().copied().zip(digests.iter()).collect();
     Ok(cache::key::entry_inputs(entries, |e| match &e.kind {
         Kind::File(p) => by_path
@@ -1750,7 +1750,7 @@ fn write_layer(
                 Some(crate::layer::members::Reuse::parse(blob, &text))
             });
             let digest_of = |e: &Entry| match &e.kind {
-                Kind::File(p) => hasher.digest(p).ok(),
+                Kind::File(p) => hasher.digest(p).ok().map(|d| d.to_string()),
                 _ => None,
             };
             let (raw, ingest, report) = crate::layer::members::write_members(

@@ -16,7 +16,7 @@ use crate::layer::tar::{Entry, Kind};
 use crate::reference::Digest;
 
 /// Bumped whenever what goes into a key changes meaning, so old records cannot match.
-pub const KEY_VERSION: &str = "rbuild-cache-v1";
+pub const KEY_VERSION: &str = "rbuild-cache-v2";
 
 /// Everything a step's result depends on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@
 //! changed so recently that a later write could keep the same timestamps (timestamps tick
 //! coarsely) are hashed but not remembered ("racy" entries, as git does). Files missing from
 //! the cache are read and hashed in parallel; sha256 uses the CPU's SHA extensions when
-//! present (the `sha2` crate detects them at run time).
+//! Content ids are BLAKE3 (about 3x sha256's speed with SHA extensions, on one core): they
+//! only ever feed rbuild's own keys, never an OCI digest.
 //!
 //! The cache file is one line per file, hand-written because it must load in a few
 //! milliseconds for 100,000 files and needs no schema beyond these six fields.
@@ -18,11 +19,36 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-use sha2::{Digest as _, Sha256};
-
 use crate::content::{write_atomic, Store, StoreError};
-use crate::reference::Digest;
+use rayon::prelude::*;
+
+/// A file's content id (BLAKE3), written `blake3:HEX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentId([u8; 32]);
+
+impl ContentId {
+    /// The id of bytes.
+    pub fn of(data: &[u8]) -> ContentId {
+        ContentId(*blake3::hash(data).as_bytes())
+    }
+
+    /// Lowercase hex.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    fn parse_hex(h: &str) -> Option<ContentId> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(h, &mut b).ok()?;
+        Some(ContentId(b))
+    }
+}
+
+impl std::fmt::Display for ContentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blake3:{}", self.hex())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
@@ -59,8 +85,8 @@ pub struct FileHasher {
     /// The root as given and as resolved (callers may pass paths under either).
     roots: [PathBuf; 2],
     file: Option<PathBuf>,
-    known: HashMap<String, (Stamp, Digest)>,
-    fresh: Mutex<HashMap<String, (Stamp, Digest)>>,
+    known: HashMap<String, (Stamp, ContentId)>,
+    fresh: Mutex<HashMap<String, (Stamp, ContentId)>>,
     primed: Mutex<HashMap<PathBuf, Stamp>>,
     stats: Mutex<HashStats>,
     started_ns: i128,
@@ -84,7 +110,7 @@ impl FileHasher {
         let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         let file = store.map(|s| {
             let id = crate::content::sha256_digest(root.as_os_str().as_encoded_bytes());
-            s.root().join("cache/stat").join(&id.hex()[..32])
+            s.root().join("cache/stat-v2").join(&id.hex()[..32])
         });
         let known = file
             .as_deref()
@@ -117,12 +143,12 @@ impl FileHasher {
     }
 
     /// The content digests of regular files, in the order given (hashed in parallel).
-    pub fn digests(&self, paths: &[&Path]) -> std::io::Result<Vec<Digest>> {
+    pub fn digests(&self, paths: &[&Path]) -> std::io::Result<Vec<ContentId>> {
         paths.par_iter().map(|p| self.digest(p)).collect()
     }
 
     /// One file's content digest.
-    pub fn digest(&self, path: &Path) -> std::io::Result<Digest> {
+    pub fn digest(&self, path: &Path) -> std::io::Result<ContentId> {
         let rel = self
             .roots
             .iter()
@@ -193,7 +219,7 @@ impl FileHasher {
     }
 }
 
-fn parse(text: &str) -> HashMap<String, (Stamp, Digest)> {
+fn parse(text: &str) -> HashMap<String, (Stamp, ContentId)> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let mut f = line.splitn(6, '\t');
@@ -207,7 +233,7 @@ fn parse(text: &str) -> HashMap<String, (Stamp, Digest)> {
             size.parse(),
             m.parse(),
             c.parse(),
-            Digest::parse(&format!("sha256:{hex}")),
+            ContentId::parse_hex(hex).ok_or(()),
         ) else {
             continue;
         };
@@ -227,10 +253,10 @@ fn parse(text: &str) -> HashMap<String, (Stamp, Digest)> {
     out
 }
 
-/// The sha256 of a file's content, streamed.
-pub fn hash_file(path: &Path) -> std::io::Result<Digest> {
+/// The content id of a file, streamed.
+pub fn hash_file(path: &Path) -> std::io::Result<ContentId> {
     let mut f = File::open(path)?;
-    let mut h = Sha256::new();
+    let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = f.read(&mut buf)?;
@@ -239,7 +265,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<Digest> {
         }
         h.update(&buf[..n]);
     }
-    Ok(Digest::from_sha256(&h.finalize()))
+    Ok(ContentId(*h.finalize().as_bytes()))
 }
 
 #[cfg(test)]
@@ -271,7 +297,7 @@ mod tests {
 
     #[test]
     fn cache_file_round_trips() {
-        let d = crate::content::sha256_digest(b"x");
+        let d = ContentId::of(b"x");
         let line = format!("7\t3\t10\t20\t{}\tdir/a b.txt\n", d.hex());
         let m = parse(&line);
         assert_eq!(m["dir/a b.txt"].1, d);

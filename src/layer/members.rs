@@ -160,13 +160,13 @@ fn groups(entries: Vec<Entry>) -> Vec<Group> {
 
 fn member_key<F>(entries: &[Entry], epoch: Option<u64>, digest_of: &F) -> Option<Digest>
 where
-    F: Fn(&Entry) -> Option<Digest>,
+    F: Fn(&Entry) -> Option<String>,
 {
     let mut h = Sha256::new();
     h.update(b"rbuild-member-v1\0");
     for e in entries {
         let content = match &e.kind {
-            Kind::File(_) => digest_of(e)?.to_string(),
+            Kind::File(_) => digest_of(e)?,
             Kind::Bytes(b) => crate::content::sha256_digest(b).to_string(),
             Kind::Symlink(t) => format!("symlink {t}"),
             Kind::Hardlink(t) => format!("hardlink {t}"),
@@ -287,7 +287,7 @@ impl<W: Write> Write for Tee<'_, W> {
 }
 
 /// Writes `entries` as a tar layer of gzip members into `out`; `digest_of` gives a file's
-/// content digest (for member keys), `reuse` an earlier layer to copy members from.
+/// content id (for member keys), `reuse` an earlier layer to copy members from.
 pub fn write_members<W, F>(
     mut entries: Vec<Entry>,
     epoch: Option<u64>,
@@ -297,7 +297,7 @@ pub fn write_members<W, F>(
 ) -> io::Result<(Uncompressed, W, Report)>
 where
     W: Write + Send,
-    F: Fn(&Entry) -> Option<Digest> + Sync,
+    F: Fn(&Entry) -> Option<String> + Sync,
 {
     entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     entries.dedup_by(|b, a| a.path == b.path);
