@@ -166,7 +166,7 @@ impl FileHasher {
             if let Some((s, d)) = fresh.as_ref().or(self.known.get(rel)) {
                 if *s == stamp {
                     self.stats.lock().expect("stats lock").reused += 1;
-                    return Ok(d.clone());
+                    return Ok(*d);
                 }
             }
         }
@@ -181,7 +181,7 @@ impl FileHasher {
             self.fresh
                 .lock()
                 .expect("fresh lock")
-                .insert(rel, (stamp, d.clone()));
+                .insert(rel, (stamp, d));
         }
         Ok(d)
     }
