@@ -759,19 +759,9 @@ fn build_stage(
                     let key = done.get(&i).map(|s| s.key.clone()).unwrap_or_default();
                     inputs.reads = vec![(format!("stage {i}"), key)];
                 } else {
-                    let is_add = matches!(ins, Instruction::Add(_));
-                    let mut sources = copy::Sources {
-                        store,
-                        ctx,
-                        df,
-                        done,
-                        named_contexts: &opts.named_contexts,
-                        platform: Some(&plat),
-                        registry: &opts.registry,
-                        pull: opts.pull,
-                        temps: &mut temps,
-                    };
-                    let e = copy::copy_entries(c, is_add, &state, &mut sources, line)?;
+                    let e = copy_step(
+                        c, &ins, &state, store, ctx, df, done, opts, &plat, &mut temps, line,
+                    )?;
                     inputs.files = file_inputs(&e, &session.hasher, line)?;
                     entries = Some(e);
                 }
@@ -870,21 +860,9 @@ fn build_stage(
                     }
                     Instruction::Copy(c) | Instruction::Add(c) => match entries.take() {
                         Some(e) => e,
-                        None => {
-                            let is_add = matches!(ins, Instruction::Add(_));
-                            let mut sources = copy::Sources {
-                                store,
-                                ctx,
-                                df,
-                                done,
-                                named_contexts: &opts.named_contexts,
-                                platform: Some(&plat),
-                                registry: &opts.registry,
-                                pull: opts.pull,
-                                temps: &mut temps,
-                            };
-                            copy::copy_entries(c, is_add, &state, &mut sources, line)?
-                        }
+                        None => copy_step(
+                            c, &ins, &state, store, ctx, df, done, opts, &plat, &mut temps, line,
+                        )?,
                     },
                     _ => unreachable!("metadata instructions are handled above"),
                 };
@@ -967,6 +945,36 @@ fn build_stage(
         state.steps.push((key, record));
     }
     Ok(state)
+}
+
+/// The entries of a COPY or ADD step.
+#[allow(clippy::too_many_arguments)]
+fn copy_step(
+    c: &crate::frontend::instructions::CopyCmd,
+    ins: &Instruction,
+    state: &StageState,
+    store: &Store,
+    ctx: &Context,
+    df: &Dockerfile,
+    done: &BTreeMap<usize, StageState>,
+    opts: &BuildOptions,
+    platform: &str,
+    temps: &mut Vec<crate::content::TempDir>,
+    line: usize,
+) -> Result<Vec<Entry>, BuildError> {
+    let mut sources = copy::Sources {
+        store,
+        ctx,
+        df,
+        done,
+        named_contexts: &opts.named_contexts,
+        platform: Some(platform),
+        registry: &opts.registry,
+        pull: opts.pull,
+        temps,
+    };
+    let is_add = matches!(ins, Instruction::Add(_));
+    copy::copy_entries(c, is_add, state, &mut sources, line)
 }
 
 /// Whether an instruction writes files (and so gets a cache lookup and maybe a layer).

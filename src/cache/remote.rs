@@ -187,17 +187,7 @@ pub fn write_dir(
     all.push(&m.config);
     all.push(manifest);
     for d in all {
-        let dg = Digest::parse(&d.digest).map_err(|_| StoreError::BadDigest(d.digest.clone()))?;
-        let target = blobs.join(dg.hex());
-        if target.exists() {
-            continue;
-        }
-        let src = store.blob_path(&dg);
-        let tmp = blobs.join(format!(".{}.tmp", dg.hex()));
-        if std::fs::hard_link(&src, &tmp).is_err() {
-            std::fs::copy(&src, &tmp).map_err(io_err("copy", &src))?;
-        }
-        std::fs::rename(&tmp, &target).map_err(io_err("rename into", &target))?;
+        crate::export::oci_dir::put_blob(store, d, &blobs)?;
     }
     let mut desc = manifest.clone();
     desc.annotations = BTreeMap::from([(

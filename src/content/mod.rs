@@ -235,21 +235,17 @@ impl Store {
 
     /// Takes the store's exclusive lock for metadata updates (held until dropped).
     pub fn lock(&self) -> Result<File, StoreError> {
-        let p = self.root.join("lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io_err("open", &p))?;
-        f.lock().map_err(io_err("lock", &p))?;
-        Ok(f)
+        self.lock_file("lock", true)
     }
 
     /// Held (shared) by every build and (exclusive) by prune, so prune never deletes what a
     /// running build is about to reference: one of the two waits.
     pub fn gc_lock(&self, exclusive: bool) -> Result<File, StoreError> {
-        let p = self.root.join("gc.lock");
+        self.lock_file("gc.lock", exclusive)
+    }
+
+    fn lock_file(&self, name: &str, exclusive: bool) -> Result<File, StoreError> {
+        let p = self.root.join(name);
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)

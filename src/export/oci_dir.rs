@@ -22,18 +22,7 @@ pub fn write_oci_dir(
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
     for d in image_blobs(built) {
-        let dg = Digest::parse(&d.digest).map_err(|_| StoreError::BadDigest(d.digest.clone()))?;
-        let target = blobs.join(dg.hex());
-        if target.exists() {
-            continue;
-        }
-        let src = store.blob_path(&dg);
-        let tmp = blobs.join(format!(".{}.tmp", dg.hex()));
-        // Hard link when on the same filesystem, else copy.
-        if std::fs::hard_link(&src, &tmp).is_err() {
-            std::fs::copy(&src, &tmp).map_err(io("copy", &src))?;
-        }
-        std::fs::rename(&tmp, &target).map_err(io("rename into", &target))?;
+        put_blob(store, d, &blobs)?;
     }
     let index_path = dest.join("index.json");
     let mut manifests: Vec<serde_json::Value> = std::fs::read(&index_path)
@@ -53,6 +42,22 @@ pub fn write_oci_dir(
     manifests.push(serde_json::to_value(&desc).expect("json"));
     let index = serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_V1, "manifests": manifests});
     write_atomic(&index_path, &serde_json::to_vec(&index).expect("json"))
+}
+
+/// Places a store blob into a layout's `blobs/sha256` (a hard link when on the same
+/// filesystem, else a copy; renamed into place, so a reader never sees part of it).
+pub fn put_blob(store: &Store, d: &Descriptor, blobs: &Path) -> Result<(), StoreError> {
+    let dg = Digest::parse(&d.digest).map_err(|_| StoreError::BadDigest(d.digest.clone()))?;
+    let target = blobs.join(dg.hex());
+    if target.exists() {
+        return Ok(());
+    }
+    let src = store.blob_path(&dg);
+    let tmp = blobs.join(format!(".{}.tmp", dg.hex()));
+    if std::fs::hard_link(&src, &tmp).is_err() {
+        std::fs::copy(&src, &tmp).map_err(io("copy", &src))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(io("rename into", &target))
 }
 
 /// The image's blobs in layout order: layers, config, manifest.

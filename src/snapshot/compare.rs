@@ -26,43 +26,10 @@ struct Stamp {
 #[derive(Debug, Default)]
 pub struct Tree(HashMap<String, Stamp>);
 
-fn walk(
-    root: &Path,
-    skip: &[&str],
-    mut f: impl FnMut(String, &std::fs::Metadata, &Path),
-) -> std::io::Result<()> {
-    let mut it = walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(e) = it.next() {
-        let e = e.map_err(|err| {
-            err.into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("walk failed"))
-        })?;
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .expect("under root")
-            .to_string_lossy()
-            .into_owned();
-        if skip.iter().any(|s| *s == rel) {
-            if e.file_type().is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
-        }
-        let meta = std::fs::symlink_metadata(e.path())?;
-        f(rel, &meta, e.path());
-    }
-    Ok(())
-}
-
 /// Records the tree under `root`, leaving out `skip` (and what is below them).
 pub fn scan(root: &Path, skip: &[&str]) -> std::io::Result<Tree> {
     let mut t = HashMap::new();
-    walk(root, skip, |rel, m, _| {
+    super::walk_tree(root, skip, |rel, m, _| {
         t.insert(
             rel,
             Stamp {
@@ -75,6 +42,7 @@ pub fn scan(root: &Path, skip: &[&str]) -> std::io::Result<Tree> {
                 ino: m.ino(),
             },
         );
+        Ok(())
     })?;
     Ok(Tree(t))
 }
@@ -85,15 +53,15 @@ pub fn changes(before: &Tree, root: &Path, skip: &[&str]) -> std::io::Result<Vec
     let after = scan(root, skip)?;
     let mut out = Vec::new();
     let mut inodes: HashMap<u64, String> = HashMap::new();
-    walk(root, skip, |rel, m, path| {
+    super::walk_tree(root, skip, |rel, m, path| {
         let stamp = after.0.get(&rel);
         if before.0.get(&rel) == stamp && m.nlink() <= 1 {
-            return;
+            return Ok(());
         }
         if before.0.get(&rel) == stamp {
             // Unchanged, but remember hard-linked inodes so new links to them are links.
             inodes.entry(m.ino()).or_insert(rel);
-            return;
+            return Ok(());
         }
         let ft = m.file_type();
         let kind = if ft.is_dir() {
@@ -101,7 +69,7 @@ pub fn changes(before: &Tree, root: &Path, skip: &[&str]) -> std::io::Result<Vec
         } else if ft.is_symlink() {
             match std::fs::read_link(path) {
                 Ok(t) => Kind::Symlink(t.to_string_lossy().into_owned()),
-                Err(_) => return,
+                Err(_) => return Ok(()), // gone meanwhile
             }
         } else if ft.is_file() {
             match (m.nlink() > 1)
@@ -117,7 +85,7 @@ pub fn changes(before: &Tree, root: &Path, skip: &[&str]) -> std::io::Result<Vec
                 }
             }
         } else {
-            return; // sockets, FIFOs and device nodes made by a RUN are not kept
+            return Ok(()); // sockets, FIFOs and device nodes made by a RUN are not kept
         };
         out.push(Entry {
             size: if matches!(kind, Kind::File(_)) {
@@ -133,6 +101,7 @@ pub fn changes(before: &Tree, root: &Path, skip: &[&str]) -> std::io::Result<Vec
             mtime: m.mtime().max(0) as u64,
             xattrs: vec![],
         });
+        Ok(())
     })?;
     // Deletions: one whiteout at the highest deleted path whose parent still is a directory.
     let gone: HashSet<&String> = before

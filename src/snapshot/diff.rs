@@ -28,34 +28,10 @@ fn entry(path: String, kind: Kind, meta: &std::fs::Metadata, size: u64) -> Entry
 pub fn upper_entries(upper: &Path, skip: &[String]) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
-    let walker = walkdir::WalkDir::new(upper)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name();
-    let mut it = walker.into_iter();
-    while let Some(e) = it.next() {
-        let e = e.map_err(|err| {
-            err.into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("walk failed"))
-        })?;
-        let rel = e
-            .path()
-            .strip_prefix(upper)
-            .expect("under upper")
-            .to_string_lossy()
-            .into_owned();
-        if skip.iter().any(|s| s == &rel) {
-            if e.file_type().is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
-        }
-        let meta = e.metadata().map_err(|err| {
-            err.into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("stat failed"))
-        })?;
+    let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
+    super::walk_tree(upper, &skip, |rel, meta, path| {
         let ft = meta.file_type();
-        let name = e.file_name().to_string_lossy().into_owned();
+        let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
         let parent = rel.rsplit_once('/').map(|(p, _)| p.to_string());
         let join = |n: &str| match &parent {
             Some(p) => format!("{p}/{n}"),
@@ -65,30 +41,30 @@ pub fn upper_entries(upper: &Path, skip: &[String]) -> std::io::Result<Vec<Entry
             out.push(entry(
                 join(&format!("{WHITEOUT}{name}")),
                 Kind::Bytes(Vec::new()),
-                &meta,
+                meta,
                 0,
             ));
-            continue;
+            return Ok(());
         }
         if ft.is_dir() {
-            out.push(entry(rel.clone(), Kind::Dir, &meta, 0));
-            let opaque = rustix::fs::lgetxattr(e.path(), "trusted.overlay.opaque", &mut [0u8; 4])
+            out.push(entry(rel.clone(), Kind::Dir, meta, 0));
+            let opaque = rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut [0u8; 4])
                 .ok()
                 .is_some_and(|n| n == 1);
             if opaque {
                 out.push(entry(
                     format!("{rel}/{OPAQUE}"),
                     Kind::Bytes(Vec::new()),
-                    &meta,
+                    meta,
                     0,
                 ));
             }
         } else if ft.is_symlink() {
-            let t = std::fs::read_link(e.path())?;
+            let t = std::fs::read_link(path)?;
             out.push(entry(
                 rel,
                 Kind::Symlink(t.to_string_lossy().into_owned()),
-                &meta,
+                meta,
                 0,
             ));
         } else if ft.is_file() {
@@ -97,20 +73,21 @@ pub fn upper_entries(upper: &Path, skip: &[String]) -> std::io::Result<Vec<Entry
                     Some(first) => Kind::Hardlink(first.clone()),
                     None => {
                         inodes.insert((meta.dev(), meta.ino()), rel.clone());
-                        Kind::File(e.path().to_path_buf())
+                        Kind::File(path.to_path_buf())
                     }
                 }
             } else {
-                Kind::File(e.path().to_path_buf())
+                Kind::File(path.to_path_buf())
             };
             let size = if matches!(kind, Kind::File(_)) {
                 meta.len()
             } else {
                 0
             };
-            out.push(entry(rel, kind, &meta, size));
+            out.push(entry(rel, kind, meta, size));
         }
         // Sockets, FIFOs and real device nodes made by a RUN are not kept (as BuildKit).
-    }
+        Ok(())
+    })?;
     Ok(out)
 }

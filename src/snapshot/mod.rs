@@ -253,6 +253,42 @@ pub fn read_in_root(root: &Path, rel: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Walks the tree under `root` in name order, without following links, leaving out the
+/// relative paths in `skip` (and what is below them); calls `f(relative path, lstat, path)`.
+pub(crate) fn walk_tree(
+    root: &Path,
+    skip: &[&str],
+    mut f: impl FnMut(String, &std::fs::Metadata, &Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let walk_err = |err: walkdir::Error| {
+        err.into_io_error()
+            .unwrap_or_else(|| std::io::Error::other("walk failed"))
+    };
+    let mut it = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(e) = it.next() {
+        let e = e.map_err(walk_err)?;
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .expect("under root")
+            .to_string_lossy()
+            .into_owned();
+        if skip.iter().any(|s| *s == rel) {
+            if e.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        let meta = e.metadata().map_err(walk_err)?;
+        f(rel, &meta, e.path())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
