@@ -4,7 +4,6 @@
 
 use std::fs;
 
-use crate::support::layout::busybox_layout;
 use crate::support::{write, Workspace};
 
 /// What happened to each file-writing step: (instruction, "CACHED" or the miss reason).
@@ -269,9 +268,7 @@ fn no_cache_runs_everything_and_no_cache_filter_only_the_named_stage() {
 #[test]
 fn a_run_is_not_run_again_and_a_changed_arg_is_named() {
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
-    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let bc = ws.busybox_base();
     write(
         &ws.ctx(),
         "Dockerfile",
@@ -316,9 +313,7 @@ fn prune_drops_cache_by_age_and_size_and_keeps_tagged_images() {
 #[test]
 fn cache_carried_in_a_directory_makes_a_fresh_store_run_nothing() {
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
-    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let bc = ws.busybox_base();
     write(&ws.ctx(), "app.txt", "app\n");
     write(
         &ws.ctx(),

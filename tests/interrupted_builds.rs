@@ -4,7 +4,6 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use crate::support::layout::busybox_layout;
 use crate::support::{write, Workspace};
 
 /// Processes whose command line contains `needle`.
@@ -45,9 +44,7 @@ fn sha256_hex(data: &[u8]) -> String {
 fn killing_a_build_during_run_leaves_nothing_behind() {
     for signal in ["KILL", "INT"] {
         let ws = Workspace::new();
-        let base = ws.tmp.path().join("busybox");
-        busybox_layout(&base);
-        let bc = format!("base=oci-layout://{}:v1", base.display());
+        let bc = ws.busybox_base();
         let marker = format!("{}", 40 + std::process::id() % 50);
         write(
             &ws.ctx(),

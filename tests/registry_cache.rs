@@ -4,7 +4,6 @@
 
 use std::fs;
 
-use crate::support::layout::busybox_layout;
 use crate::support::registry::{Mode, Registry};
 use crate::support::{tool, write, Workspace};
 
@@ -41,9 +40,7 @@ fn manifest_layers(image: &str) -> Vec<String> {
 fn registry_cache_lets_a_fresh_machine_run_nothing_and_mount_every_layer() {
     let reg = Registry::start(Mode::Plain);
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
-    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let bc = ws.busybox_base();
     write(&ws.ctx(), "app.txt", "app\n");
     write(
         &ws.ctx(),

@@ -7,7 +7,6 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::support::layout::busybox_layout;
 use crate::support::{write, Workspace};
 
 /// Docker's default capability set (moby's `oci/caps/defaults.go`).
@@ -37,10 +36,9 @@ fn rbuild_in_pod(ws: &Workspace, args: &[&str]) -> std::process::Output {
 
 fn setup() -> (Workspace, String) {
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
+    let bc = ws.busybox_base();
     write(&ws.ctx(), "Dockerfile", DOCKERFILE);
-    (ws, format!("base=oci-layout://{}:v1", base.display()))
+    (ws, bc)
 }
 
 /// Path → (type, mode, owner, content or target) for every file under a root.

@@ -3,7 +3,6 @@
 
 use std::fs;
 
-use crate::support::layout::busybox_layout;
 use crate::support::{write, Workspace};
 
 fn all_bytes_under(dir: &std::path::Path) -> Vec<u8> {
@@ -35,9 +34,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn cache_secret_bind_and_tmpfs_mounts() {
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
-    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let bc = ws.busybox_base();
     let secret = format!(
         "s3cr3t-{}-{}",
         std::process::id(),
@@ -120,9 +117,7 @@ fn cache_secret_bind_and_tmpfs_mounts() {
 #[test]
 fn ssh_mount_forwards_the_agent_socket_and_keeps_it_out_of_the_image() {
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
-    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let bc = ws.busybox_base();
     let sock = ws.tmp.path().join("agent.sock");
     let _agent = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     write(

@@ -4,15 +4,13 @@
 
 use std::fs;
 
-use crate::support::layout::busybox_layout;
 use crate::support::{is_root, write, Workspace};
 
 fn with_busybox(dockerfile: &str) -> (Workspace, String) {
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
+    let bc = ws.busybox_base();
     write(&ws.ctx(), "Dockerfile", dockerfile);
-    (ws, format!("base=oci-layout://{}:v1", base.display()))
+    (ws, bc)
 }
 
 #[test]

@@ -1,20 +1,17 @@
 //! Built images run: unpacked by umoci and started by runc, whose CMD output is checked.
 
-use crate::support::layout::busybox_layout;
 use crate::support::{write, Workspace};
 
 #[test]
 fn an_image_with_run_steps_runs_under_runc() {
     let ws = Workspace::new();
-    let base = ws.tmp.path().join("busybox");
-    busybox_layout(&base);
+    let bc = ws.busybox_base();
     write(&ws.ctx(), "name.txt", "rbuild\n");
     write(
         &ws.ctx(),
         "Dockerfile",
         "FROM base\nCOPY name.txt /etc/\nRUN echo \"hello from $(cat /etc/name.txt)\" > /msg\nUSER app\nENTRYPOINT [\"/bin/cat\"]\nCMD [\"/msg\"]\n",
     );
-    let bc = format!("base=oci-layout://{}:v1", base.display());
     ws.build_ok(&["--build-context", &bc]);
     let (cfg, stdout) = ws.runc_run();
     assert_eq!(

@@ -224,6 +224,14 @@ impl Workspace {
             .collect()
     }
 
+    /// A busybox base layout in the workspace, as the `--build-context` value that names it
+    /// `base` (`FROM base`).
+    pub fn busybox_base(&self) -> String {
+        let base = self.tmp.path().join("busybox");
+        layout::busybox_layout(&base);
+        format!("base=oci-layout://{}:v1", base.display())
+    }
+
     /// Unpacks `<out>:v1` with umoci and returns the rootfs.
     pub fn unpack(&self) -> PathBuf {
         let bundle = self.tmp.path().join("bundle");
