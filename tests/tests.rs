@@ -26,6 +26,8 @@ mod registry_auth;
 mod registry_cache;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
+#[path = "rootless_run.rs"]
+mod rootless_run;
 #[path = "run_chroot.rs"]
 mod run_chroot;
 #[path = "run_mounts.rs"]

@@ -1185,6 +1185,7 @@ fn run_step(
     };
     let cfg = &state.config.config;
     let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
+    rootless_user_check(uid, gid, &cfg.user, line)?;
     fetch_remote(store, &state.layers, &state.remote)?;
     let unpack_err = |source| BuildError::Unpack {
         image: state.base_name.clone(),
@@ -1288,6 +1289,18 @@ fn run_step(
     Ok((entries, scratch))
 }
 
+/// Rootless rbuild maps only the caller's id (to root): a RUN as another user cannot run.
+fn rootless_user_check(uid: u64, gid: u64, user: &str, line: usize) -> Result<(), BuildError> {
+    if crate::exec::rootless::active() && (uid != 0 || gid != 0) {
+        return Err(BuildError::step(
+            line,
+            format!("RUN as USER {user} ({uid}:{gid}) needs subordinate ids, which rootless rbuild does not map yet"),
+            Some("run rbuild as root, or move USER after the RUN steps that need it"),
+        ));
+    }
+    Ok(())
+}
+
 /// A RUN failure as a build error with a hint.
 fn exec_error(e: crate::exec::ExecError, line: usize) -> BuildError {
     let hint = match &e {
@@ -1340,6 +1353,7 @@ fn run_step_chroot(
     }
     let cfg = &state.config.config;
     let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
+    rootless_user_check(uid, gid, &cfg.user, line)?;
     fetch_remote(store, &state.layers, &state.remote)?;
     let scratch = store.temp_dir("chroot")?;
     let root = scratch.path().join("root");

@@ -174,6 +174,7 @@ pub fn run(spec: &ChrootSpec, shown: &str) -> Result<(), ExecError> {
     let cwd = std::ffi::CString::new(if spec.cwd.is_empty() { "/" } else { &spec.cwd })
         .map_err(|_| ExecError::Setup("NUL in WORKDIR".into()))?;
     let (uid, gid) = (spec.uid, spec.gid);
+    let rootless = super::rootless::active();
     // SAFETY: the closure runs in the forked child and only makes system calls on data
     // prepared before the fork.
     unsafe {
@@ -185,7 +186,9 @@ pub fn run(spec: &ChrootSpec, shown: &str) -> Result<(), ExecError> {
             rustix::process::chroot(root.as_c_str())?;
             chdir(c"/")?;
             chdir(cwd.as_c_str())?;
-            rustix::thread::set_thread_groups(&[])?;
+            if !rootless {
+                rustix::thread::set_thread_groups(&[])?;
+            }
             let g = Gid::from_raw_unchecked(gid);
             rustix::thread::set_thread_res_gid(g, g, g)?;
             let u = Uid::from_raw_unchecked(uid);

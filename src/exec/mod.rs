@@ -12,6 +12,7 @@
 
 pub mod chroot;
 pub mod mounts;
+pub mod rootless;
 pub mod sandbox;
 
 use std::io::{BufRead, BufReader, Write};
@@ -101,7 +102,7 @@ pub const SCRIPT_PATH: &str = "/dev/.rbuild-heredoc";
 #[derive(Debug, Error)]
 pub enum ExecError {
     /// RUN needs privileges this process lacks.
-    #[error("RUN needs root in this rbuild (rootless RUN with user namespaces is not built yet)")]
+    #[error("RUN needs root, or user namespaces (this system does not allow unprivileged ones)")]
     NotRoot,
     /// The sandbox could not be set up.
     #[error("setting up the RUN sandbox: {0}")]

@@ -101,10 +101,11 @@ fn setup_mounts(spec: &RunSpec, merged: &Path, dev: &Path) -> Result<(), String>
                     ensure_dir(&u)?;
                     ensure_dir(&w)?;
                     let data = CString::new(format!(
-                        "lowerdir={},upperdir={},workdir={}",
+                        "lowerdir={},upperdir={},workdir={}{}",
                         source.display(),
                         u.display(),
-                        w.display()
+                        w.display(),
+                        super::rootless::overlay_options()
                     ))
                     .map_err(|_| "NUL in mount path".to_string())?;
                     mount::mount(
@@ -195,10 +196,11 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
     std::env::set_current_dir(&spec.layers_dir)
         .map_err(|e| format!("{}: {e}", spec.layers_dir.display()))?;
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         names.join(":"),
         spec.upper.display(),
-        spec.work.display()
+        spec.work.display(),
+        super::rootless::overlay_options()
     );
     if data.len() > 4000 {
         return Err(format!(
@@ -284,6 +286,7 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
     })
     .map_err(|_| "NUL in WORKDIR".to_string())?;
     let (uid, gid) = (spec.uid, spec.gid);
+    let rootless = super::rootless::active();
     let program = spec.argv.first().ok_or("empty command")?.clone();
     let mut cmd = Command::new(&program);
     cmd.args(&spec.argv[1..]).env_clear();
@@ -310,7 +313,10 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
             mount::unmount(c".", UnmountFlags::DETACH)?;
             chdir(c"/")?;
             chdir(cwd_c.as_c_str())?;
-            rustix::thread::set_thread_groups(&[])?;
+            if !rootless {
+                // setgroups is denied in a user namespace that maps one id.
+                rustix::thread::set_thread_groups(&[])?;
+            }
             rustix::thread::set_thread_res_gid(
                 rustix::fs::Gid::from_raw_unchecked(gid),
                 rustix::fs::Gid::from_raw_unchecked(gid),

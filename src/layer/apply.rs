@@ -228,7 +228,9 @@ pub fn apply_layer_with(
     })?;
     let mut root = Root {
         fd,
-        privileged: rustix::process::geteuid().is_root(),
+        // In a user namespace that maps one id, ownership cannot be set: files stay the
+        // caller's (root inside), and device nodes are skipped.
+        privileged: rustix::process::geteuid().is_root() && !crate::exec::rootless::active(),
         last: None,
     };
     let mut applied = Applied::default();
@@ -256,8 +258,13 @@ pub fn apply_layer_with(
                 Mode::empty(),
             )
             .map_err(io("open"))?;
-            rfs::fsetxattr(&d, "trusted.overlay.opaque", b"y", rfs::XattrFlags::empty())
-                .map_err(io("mark opaque"))?;
+            rfs::fsetxattr(
+                &d,
+                crate::exec::rootless::opaque_xattr(),
+                b"y",
+                rfs::XattrFlags::empty(),
+            )
+            .map_err(io("mark opaque"))?;
             applied.whiteouts += 1;
             continue;
         }

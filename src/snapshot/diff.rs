@@ -48,9 +48,10 @@ pub fn upper_entries(upper: &Path, skip: &[String]) -> std::io::Result<Vec<Entry
         }
         if ft.is_dir() {
             out.push(entry(rel.clone(), Kind::Dir, meta, 0));
-            let opaque = rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut [0u8; 4])
-                .ok()
-                .is_some_and(|n| n == 1);
+            let opaque =
+                rustix::fs::lgetxattr(path, crate::exec::rootless::opaque_xattr(), &mut [0u8; 4])
+                    .ok()
+                    .is_some_and(|n| n == 1);
             if opaque {
                 out.push(entry(
                     format!("{rel}/{OPAQUE}"),

@@ -1,0 +1,111 @@
+//! RUN as an ordinary user (uid 65534 here): rbuild enters a user namespace of its own, RUN
+//! works over overlay with `userxattr` (whiteouts and opaque directories included), layers
+//! keep the ownership the Dockerfile asks for, the image runs under runc, and what cannot work
+//! without subordinate ids says so.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::support::{write, Workspace};
+
+const NOBODY: &str = "65534";
+
+/// Runs rbuild as uid/gid 65534 on the workspace (made reachable for that user).
+fn rbuild_as_nobody(ws: &Workspace, args: &[&str]) -> std::process::Output {
+    let out = ws.out();
+    for p in [
+        ws.tmp.path().to_path_buf(),
+        ws.ctx(),
+        ws.store(),
+        out.clone(),
+    ] {
+        std::fs::create_dir_all(&p).unwrap();
+    }
+    std::fs::set_permissions(ws.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for p in [ws.ctx(), ws.store(), out, ws.tmp.path().join("busybox")] {
+        chown_tree(&p);
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={NOBODY}"),
+        &format!("--regid={NOBODY}"),
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_rbuild"),
+    ])
+    .args(args)
+    .args([
+        "--root",
+        ws.store().to_str().unwrap(),
+        ws.ctx().to_str().unwrap(),
+    ])
+    .env("HOME", ws.tmp.path());
+    cmd.output().expect("setpriv runs")
+}
+
+fn chown_tree(p: &Path) {
+    let o = std::process::Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}"), p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+}
+
+#[test]
+fn an_ordinary_user_builds_with_run_and_the_image_runs() {
+    let ws = Workspace::new();
+    let bc = ws.busybox_base();
+    write(&ws.ctx(), "app.txt", "app\n");
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM base\n\
+         RUN mkdir -p /opt/app /opt/x/y && echo hi > /opt/app/greeting && echo z > /opt/x/y/z && rm /etc/removeme && id -u > /opt/app/uid\n\
+         RUN rm /opt/app/greeting && rm -rf /opt/x && mkdir /opt/x && echo new > /opt/x/new\n\
+         COPY --chown=1000:1000 app.txt /home/app/\n\
+         CMD [\"cat\", \"/opt/app/uid\"]\n",
+    );
+    let o = rbuild_as_nobody(
+        &ws,
+        &[
+            "--build-context",
+            &bc,
+            "-t",
+            "app:v1",
+            "-o",
+            &ws.oci_output(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The store is the user's.
+    let meta = std::fs::metadata(ws.store().join("blobs")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+    let root = ws.unpack();
+    assert!(!root.join("opt/app/greeting").exists());
+    assert!(!root.join("etc/removeme").exists());
+    assert!(
+        !root.join("opt/x/y").exists(),
+        "opaque directory replaced the old one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("opt/x/new")).unwrap(),
+        "new\n"
+    );
+    let app = std::fs::metadata(root.join("home/app/app.txt")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&app), 1000);
+    let (_, stdout) = ws.runc_run();
+    assert_eq!(stdout, "0\n", "RUN ran as root inside its user namespace");
+}
+
+#[test]
+fn a_run_as_another_user_says_it_needs_subordinate_ids() {
+    let ws = Workspace::new();
+    let bc = ws.busybox_base();
+    write(&ws.ctx(), "Dockerfile", "FROM base\nUSER app\nRUN id\n");
+    let o = rbuild_as_nobody(&ws, &["--build-context", &bc]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Dockerfile:3") && err.contains("subordinate ids"),
+        "{err}"
+    );
+}
