@@ -96,16 +96,73 @@ fn an_ordinary_user_builds_with_run_and_the_image_runs() {
     assert_eq!(stdout, "0\n", "RUN ran as root inside its user namespace");
 }
 
+/// Adds a subordinate id range for uid 65534 to /etc/subuid and /etc/subgid; restores both
+/// files on drop.
+struct SubIds(Vec<(&'static str, String)>);
+
+impl SubIds {
+    fn add() -> SubIds {
+        let saved = ["/etc/subuid", "/etc/subgid"]
+            .into_iter()
+            .map(|f| (f, std::fs::read_to_string(f).unwrap_or_default()))
+            .collect::<Vec<_>>();
+        for (f, old) in &saved {
+            std::fs::write(f, format!("{old}{NOBODY}:300000:65536\n")).unwrap();
+        }
+        SubIds(saved)
+    }
+}
+
+impl Drop for SubIds {
+    fn drop(&mut self) {
+        for (f, old) in &self.0 {
+            let _ = std::fs::write(f, old);
+        }
+    }
+}
+
+/// Both cases in one test: /etc/subuid is global, and the first case needs it without the
+/// range.
 #[test]
-fn a_run_as_another_user_says_it_needs_subordinate_ids() {
+fn run_as_another_user_needs_subordinate_ids_and_works_with_them() {
     let ws = Workspace::new();
     let bc = ws.busybox_base();
-    write(&ws.ctx(), "Dockerfile", "FROM base\nUSER app\nRUN id\n");
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM base\nUSER app\nRUN id -u > /tmp/who && ls -ln /etc/passwd > /tmp/passwd-owner\n\
+         USER root\nRUN mkdir /data && chown 1000:1000 /data\n",
+    );
     let o = rbuild_as_nobody(&ws, &["--build-context", &bc]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        err.contains("Dockerfile:3") && err.contains("subordinate ids"),
+        err.contains("Dockerfile:3") && err.contains("/etc/subuid"),
         "{err}"
     );
+    let _ids = SubIds::add();
+    let o = rbuild_as_nobody(
+        &ws,
+        &[
+            "--build-context",
+            &bc,
+            "-t",
+            "app:v1",
+            "-o",
+            &ws.oci_output(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root = ws.unpack();
+    assert_eq!(
+        std::fs::read_to_string(root.join("tmp/who")).unwrap(),
+        "1000\n"
+    );
+    let owner = std::fs::read_to_string(root.join("tmp/passwd-owner")).unwrap();
+    assert!(
+        owner.contains(" 0 ") && owner.contains(" 0 "),
+        "base files keep root as owner: {owner}"
+    );
+    let data = std::fs::metadata(root.join("data")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&data), 1000);
 }

@@ -1289,13 +1289,14 @@ fn run_step(
     Ok((entries, scratch))
 }
 
-/// Rootless rbuild maps only the caller's id (to root): a RUN as another user cannot run.
+/// A rootless rbuild without subordinate ids maps only the caller's id: a RUN as another
+/// user cannot run.
 fn rootless_user_check(uid: u64, gid: u64, user: &str, line: usize) -> Result<(), BuildError> {
-    if crate::exec::rootless::active() && (uid != 0 || gid != 0) {
+    if !crate::exec::rootless::maps(uid, gid) {
         return Err(BuildError::step(
             line,
-            format!("RUN as USER {user} ({uid}:{gid}) needs subordinate ids, which rootless rbuild does not map yet"),
-            Some("run rbuild as root, or move USER after the RUN steps that need it"),
+            format!("RUN as USER {user} ({uid}:{gid}) needs subordinate ids for your user, and none are mapped"),
+            Some("add a range for your user to /etc/subuid and /etc/subgid (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`), or run rbuild as root"),
         ));
     }
     Ok(())

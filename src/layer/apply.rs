@@ -89,6 +89,8 @@ pub fn clean_entry_name(raw: &str) -> Result<Vec<String>, ApplyError> {
 struct Root {
     fd: OwnedFd,
     privileged: bool,
+    /// Owners may be set (root, possibly inside a user namespace).
+    ownership: bool,
     /// Last opened parent directory (entries are mostly sorted, so parents repeat).
     last: Option<(Vec<String>, OwnedFd)>,
 }
@@ -228,9 +230,10 @@ pub fn apply_layer_with(
     })?;
     let mut root = Root {
         fd,
-        // In a user namespace that maps one id, ownership cannot be set: files stay the
-        // caller's (root inside), and device nodes are skipped.
+        // In a user namespace real device nodes cannot be made (they are skipped), and
+        // owners outside its mapping cannot be set (files stay root's inside).
         privileged: rustix::process::geteuid().is_root() && !crate::exec::rootless::active(),
+        ownership: rustix::process::geteuid().is_root(),
         last: None,
     };
     let mut applied = Applied::default();
@@ -340,8 +343,9 @@ pub fn apply_layer_with(
             remove_all(&pdir, name).map_err(io("replace"))?;
             root.forget();
         }
+        let can_own = root.ownership && crate::exec::rootless::maps(uid as u64, gid as u64);
         let owner = |fd: &OwnedFd, n: &str| -> Result<(), Errno> {
-            if root.privileged {
+            if can_own {
                 rfs::chownat(
                     fd,
                     n,
@@ -400,7 +404,7 @@ pub fn apply_layer_with(
                     format!("{raw:?} declares {declared} bytes but the stream ends after {copied}"),
                 )));
             }
-            if root.privileged {
+            if can_own {
                 rfs::fchown(
                     &file,
                     Some(rfs::Uid::from_raw_unchecked(uid)),
