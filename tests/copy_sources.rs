@@ -270,7 +270,9 @@ fn existing_directories_keep_their_mode_and_owner() {
     );
     write(&ws.ctx(), "x.txt", "x");
     ws.build_ok(&["--build-context", &bc]);
-    // The COPY layer holds only the file; WORKDIR /opt made no layer; /opt/new did.
+    // The COPY layer holds the file and /tmp as the base has it (so an overlay of the layer
+    // keeps /tmp's mode for later RUNs); WORKDIR /opt made no layer; /opt/new did, with /opt
+    // as the base has it.
     let layers = ws.layer_listings();
     assert_eq!(
         layers.len(),
@@ -282,8 +284,14 @@ fn existing_directories_keep_their_mode_and_owner() {
             .map(|x| x.rsplit(' ').next().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(names(&layers[1]), ["tmp/x.txt"]);
-    assert_eq!(names(&layers[2]), ["opt/new/"]);
+    assert_eq!(names(&layers[1]), ["tmp/", "tmp/x.txt"]);
+    assert!(layers[1].starts_with("drwxrwxrwt 0/0"), "{}", layers[1]);
+    assert_eq!(names(&layers[2]), ["opt/", "opt/new/"]);
+    assert!(
+        layers[2].starts_with("drwxr-x--- 1000/1000"),
+        "{}",
+        layers[2]
+    );
     if is_root() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let root = ws.unpack();

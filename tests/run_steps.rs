@@ -174,3 +174,17 @@ fn heredoc_runs_like_buildkit() {
         .iter()
         .any(|l| l.contains("rbuild-heredoc")));
 }
+
+#[test]
+fn a_copy_into_an_existing_directory_keeps_its_mode_for_later_runs() {
+    // /tmp is 1777 in the base; the COPY layer must not make it look 0755 to the RUN after it
+    // (the layer carries /tmp with the base's metadata, as BuildKit's do).
+    let (ws, bc) = with_busybox(
+        "FROM base\nCOPY Dockerfile /tmp/copied\nUSER app\nRUN touch /tmp/by-app && ls -ld /tmp > /tmp/mode\n",
+    );
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    assert!(root.join("tmp/by-app").exists());
+    let mode = fs::read_to_string(root.join("tmp/mode")).unwrap();
+    assert!(mode.starts_with("drwxrwxrwt"), "{mode}");
+}

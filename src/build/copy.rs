@@ -208,13 +208,7 @@ pub(super) fn copy_entries(
     // Without --link the copy lands on the stage's filesystem: directories that exist there
     // keep their mode and owner. With --link the layer stands alone and carries its parents.
     if !c.link {
-        let mut missing = Vec::new();
-        for d in dirs {
-            if !state.exists(src.store, &d.path)? {
-                missing.push(d);
-            }
-        }
-        dirs = missing;
+        dirs = state.parent_entries(src.store, dirs, false)?;
     }
     let mut present: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
     dirs.retain(|d| present.insert(d.path.clone()));

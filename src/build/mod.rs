@@ -266,16 +266,61 @@ impl StageState {
         .map(Some)
     }
 
-    /// Whether `path` (no leading slash) exists in the stage's filesystem; symlinks to
-    /// directories count, as Docker follows them.
-    fn exists(&self, store: &Store, path: &str) -> Result<bool, BuildError> {
-        if path.is_empty() || self.files.contains_key(path) {
-            return Ok(true);
+    /// What `path` is in the stage's filesystem (a real directory comes with its metadata).
+    fn node(&self, store: &Store, path: &str) -> Result<crate::snapshot::Node, BuildError> {
+        use crate::snapshot::Node;
+        if let Some(e) = self.files.get(path) {
+            return Ok(match e.kind {
+                Kind::Dir => Node::Dir {
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    mtime: e.mtime,
+                },
+                _ => Node::Other,
+            });
         }
         match self.base_root(store)? {
-            Some(root) => Ok(crate::snapshot::exists_in_root(&root, path)),
-            None => Ok(false),
+            Some(root) => Ok(crate::snapshot::node_in_root(&root, path)),
+            None => Ok(Node::Missing),
         }
+    }
+
+    /// The directories a step writes on its way to `dirs`' last one: missing ones as given,
+    /// existing real directories with their own metadata (so an overlay of the layer does not
+    /// hide, say, /tmp's mode), symlinked ones left out (Docker follows them). Empty when
+    /// none is missing and `only_if_missing`.
+    fn parent_entries(
+        &self,
+        store: &Store,
+        dirs: Vec<Entry>,
+        only_if_missing: bool,
+    ) -> Result<Vec<Entry>, BuildError> {
+        use crate::snapshot::Node;
+        let mut out = Vec::new();
+        let mut any_missing = false;
+        for mut d in dirs {
+            match self.node(store, &d.path)? {
+                Node::Missing => {
+                    any_missing = true;
+                    out.push(d);
+                }
+                Node::Dir {
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                } => {
+                    (d.mode, d.uid, d.gid, d.mtime) = (mode, uid, gid, mtime);
+                    out.push(d);
+                }
+                Node::Other => {}
+            }
+        }
+        if only_if_missing && !any_missing {
+            out.clear();
+        }
+        Ok(out)
     }
 
     /// A file of the stage's filesystem: written by this build, or from the base image.
@@ -836,11 +881,8 @@ fn build_stage(
                         // Like Docker, only missing directories are created; existing ones
                         // keep their mode and owner (think /tmp), and nothing new means no
                         // layer.
-                        for d in parent_dirs(dir.trim_start_matches('/'), true, owner) {
-                            if !state.exists(store, &d.path)? {
-                                workdir_dirs.push(d);
-                            }
-                        }
+                        let dirs = parent_dirs(dir.trim_start_matches('/'), true, owner);
+                        workdir_dirs = state.parent_entries(store, dirs, true)?;
                         workdir_dirs.clone()
                     }
                     Instruction::Run(r) => {

@@ -214,20 +214,57 @@ fn materialize(
     }
 }
 
-/// Whether `rel` exists inside an unpacked root (resolved as the container would).
-pub fn exists_in_root(root: &Path, rel: &str) -> bool {
+/// What a path is in an unpacked root (parents resolved as the container would; the last
+/// component not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// Nothing there.
+    Missing,
+    /// A real directory with its metadata.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+        /// Owner.
+        uid: u64,
+        /// Group.
+        gid: u64,
+        /// Modification time.
+        mtime: u64,
+    },
+    /// A file, a symlink (even to a directory) or anything else.
+    Other,
+}
+
+/// What `rel` is inside an unpacked root.
+pub fn node_in_root(root: &Path, rel: &str) -> Node {
     use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
     let Ok(dir) = std::fs::File::open(root) else {
-        return false;
+        return Node::Missing;
     };
-    openat2(
+    let Ok(fd) = openat2(
         &dir,
         rel,
-        OFlags::PATH | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .is_ok()
+    ) else {
+        return Node::Missing;
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st)
+            if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::Directory =>
+        {
+            Node::Dir {
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid as u64,
+                gid: st.st_gid as u64,
+                mtime: st.st_mtime.max(0) as u64,
+            }
+        }
+        Ok(_) => Node::Other,
+        Err(_) => Node::Missing,
+    }
 }
 
 /// Reads `rel` inside an unpacked root, resolving symlinks as the container would (never
