@@ -188,3 +188,75 @@ fn a_copy_into_an_existing_directory_keeps_its_mode_for_later_runs() {
     let mode = fs::read_to_string(root.join("tmp/mode")).unwrap();
     assert!(mode.starts_with("drwxrwxrwt"), "{mode}");
 }
+
+#[test]
+fn a_run_after_a_copy_sees_exactly_what_the_layer_holds() {
+    // The RUN's view of a layer this build just wrote is made from the copied files, not
+    // from the blob: it must match the layer as any tool unpacks it.
+    use std::os::unix::fs::PermissionsExt;
+    let (ws, bc) = with_busybox(
+        "FROM base\n\
+         COPY data /data\n\
+         COPY --chown=1000:1000 --chmod=0751 data/tool /data/owned-tool\n\
+         RUN find /data | sort | xargs stat -c '%n %a %u %g %s %Y %F' > /listing\n",
+    );
+    write(&ws.ctx(), "data/a.txt", "a\n");
+    write(&ws.ctx(), "data/sub/b.txt", "bb\n");
+    write(&ws.ctx(), "data/tool", "#!/bin/sh\n");
+    fs::set_permissions(
+        ws.ctx().join("data/tool"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    fs::set_permissions(ws.ctx().join("data/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink("a.txt", ws.ctx().join("data/link")).unwrap();
+    fs::hard_link(ws.ctx().join("data/a.txt"), ws.ctx().join("data/hard")).unwrap();
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    let inside = fs::read_to_string(root.join("listing")).unwrap();
+    let mut outside = String::new();
+    let mut paths: Vec<_> = walkdir::WalkDir::new(root.join("data"))
+        .into_iter()
+        .map(|e| e.unwrap().path().to_path_buf())
+        .collect();
+    paths.sort();
+    for p in paths {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(&p).unwrap();
+        let kind = if m.file_type().is_symlink() {
+            "symbolic link"
+        } else if m.is_dir() {
+            "directory"
+        } else {
+            "regular file"
+        };
+        outside.push_str(&format!(
+            "/{} {:o} {} {} {} {} {kind}\n",
+            p.strip_prefix(&root).unwrap().display(),
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid(),
+            m.size(),
+            m.mtime()
+        ));
+    }
+    // Directory sizes differ between filesystems; compare the rest.
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                if l.ends_with("directory") {
+                    format!("{} {} {} {} {}", f[0], f[1], f[2], f[3], f[5])
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect()
+    };
+    assert_eq!(strip(&inside), strip(&outside));
+    assert!(
+        inside.contains("/data/owned-tool 751 1000 1000"),
+        "{inside}"
+    );
+    assert!(inside.contains("/data/tool 4755 0 0"), "{inside}");
+}

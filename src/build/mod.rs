@@ -203,6 +203,9 @@ struct StageState {
     remote: BTreeMap<String, (Arc<Client>, Reference)>,
     /// The cache key of the last step.
     key: String,
+    /// Entries of the layers this build wrote from COPY/ADD, by diff_id: a RUN that needs
+    /// their snapshot copies the files instead of decompressing the layer.
+    fresh: BTreeMap<String, Arc<Vec<Entry>>>,
     /// The cache records of this stage's steps (and those of the stage it started from).
     steps: Vec<(crate::reference::Digest, cache::index::Record)>,
     /// Scratch dirs (unpacked archives) that entries of `files` point into.
@@ -651,6 +654,7 @@ fn build_stage(
             base_id: "scratch".into(),
             remote: BTreeMap::new(),
             key: String::new(),
+            fresh: BTreeMap::new(),
             steps: Vec::new(),
             keep: Vec::new(),
         }
@@ -696,6 +700,7 @@ fn build_stage(
                 _ => BTreeMap::new(),
             },
             key: String::new(),
+            fresh: BTreeMap::new(),
             steps: Vec::new(),
             keep: Vec::new(),
         }
@@ -926,8 +931,12 @@ fn build_stage(
                     }
                     let members = (!ran && opts.compression == Compression::Gzip)
                         .then(|| (&*session.hasher, &session.index, &slot));
+                    let copied = (!ran).then(|| Arc::new(layer_entries.clone()));
                     let (desc, diff_id, written) =
                         write_layer(store, layer_entries, opts, members)?;
+                    if let Some(e) = copied {
+                        state.fresh.insert(diff_id.clone(), e);
+                    }
                     detail = written;
                     state.keep.extend(temps.drain(..).map(Arc::new));
                     if let Some(upper) = run_upper.take() {
@@ -1233,7 +1242,17 @@ fn run_step(
         image: state.base_name.clone(),
         source,
     };
-    // Layers not unpacked yet are unpacked at once, each into its own snapshot.
+    // Layers this build just wrote from COPY/ADD are made from their files; the others are
+    // unpacked, all at once, each into its own snapshot.
+    for (d, entries) in &state.fresh {
+        if !crate::snapshot::layers_dir(store)
+            .join(d.trim_start_matches("sha256:"))
+            .is_dir()
+        {
+            let _ =
+                crate::snapshot::layer_snapshot_from_entries(store, d, entries, others.opts.epoch);
+        }
+    }
     use rayon::prelude::*;
     let pairs: Vec<(&Descriptor, &String)> = state
         .layers

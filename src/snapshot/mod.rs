@@ -131,9 +131,92 @@ pub fn flat_rootfs(
     let name = chain_id(diff_ids)
         .map(|c| c.trim_start_matches("sha256:").to_string())
         .unwrap_or_else(|| "empty".into());
+    let lowers: Vec<PathBuf> = diff_ids
+        .iter()
+        .map(|d| layers_dir(store).join(d.trim_start_matches("sha256:")))
+        .collect();
     materialize(&store.root().join("snapshots/flat"), &name, |tmp| {
+        // When every layer is already unpacked on its own (a stage that ran RUN steps), the
+        // flat root is made of hard links to those snapshots: no decompression.
+        if !lowers.is_empty() && lowers.iter().all(|l| l.is_dir()) {
+            let linked = flatten_snapshots(tmp, &lowers);
+            if linked.is_ok() {
+                return Ok(());
+            }
+            let _ = std::fs::remove_dir_all(tmp);
+            let _ = std::fs::create_dir(tmp);
+        }
         apply_layers(store, layers, Some(diff_ids), tmp, Whiteouts::Delete)
     })
+}
+
+/// Stacks per-layer snapshots (overlay form, bottom first) into `dest` as overlayfs would
+/// show them — whiteout devices delete, opaque directories hide what is below — with files
+/// hard-linked, not copied. The result is only read (COPY --from, existence checks), never
+/// written through.
+fn flatten_snapshots(dest: &Path, lowers: &[PathBuf]) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let mut dir_meta: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+    let remove = |p: &Path| match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(_) => Ok(()),
+    };
+    for layer in lowers {
+        walk_tree(layer, &[], |rel, meta, path| {
+            let target = dest.join(&rel);
+            let ft = meta.file_type();
+            if ft.is_char_device() && meta.rdev() == 0 {
+                return remove(&target);
+            }
+            if ft.is_dir() {
+                let existing = std::fs::symlink_metadata(&target).ok();
+                if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+                    remove(&target)?;
+                }
+                let opaque = rustix::fs::lgetxattr(
+                    path,
+                    crate::exec::rootless::opaque_xattr(),
+                    &mut [0u8; 4],
+                )
+                .is_ok_and(|n| n == 1);
+                if opaque && target.is_dir() {
+                    std::fs::remove_dir_all(&target)?;
+                }
+                if !target.is_dir() {
+                    std::fs::create_dir(&target)?;
+                }
+                std::fs::set_permissions(
+                    &target,
+                    std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+                )?;
+                if rustix::process::geteuid().is_root() {
+                    let _ = std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid()));
+                }
+                dir_meta.push((target, meta.clone()));
+                return Ok(());
+            }
+            remove(&target)?;
+            std::fs::hard_link(path, &target)
+        })?;
+    }
+    // Directory times last (adding entries changed them), deepest first.
+    for (d, m) in dir_meta.iter().rev() {
+        let ts = rustix::fs::Timespec {
+            tv_sec: m.mtime(),
+            tv_nsec: m.mtime_nsec(),
+        };
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            d,
+            &rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+    }
+    Ok(())
 }
 
 /// Where per-layer snapshots live (overlay lower directories, named by diff_id hex).
@@ -158,6 +241,123 @@ pub fn layer_snapshot(
             Whiteouts::Overlay,
         )
     })
+}
+
+/// The per-layer snapshot of a layer this build just wrote, made from its entries (files
+/// copied from the context on all cores) instead of decompressing the blob; what the tar
+/// holds — modes, owners, mtimes clamped to `epoch`, links — is what the snapshot gets.
+/// Entries that only a tar can express (whiteouts) make it fall back to unpacking.
+pub fn layer_snapshot_from_entries(
+    store: &Store,
+    diff_id: &str,
+    entries: &[crate::layer::tar::Entry],
+    epoch: Option<u64>,
+) -> Result<PathBuf, SnapshotError> {
+    use crate::layer::tar::Kind;
+    use rayon::prelude::*;
+    let name = diff_id.trim_start_matches("sha256:").to_string();
+    let bad = |p: &str| {
+        p.starts_with('/')
+            || p.split('/')
+                .any(|c| c == ".." || c.is_empty() || c.starts_with(crate::layer::apply::WHITEOUT))
+    };
+    if entries.iter().any(|e| bad(&e.path)) {
+        return Err(SnapshotError::Store(StoreError::Io {
+            op: "copy entries of",
+            path: PathBuf::from(&e_name(entries)),
+            source: std::io::Error::other("not expressible without the tar"),
+        }));
+    }
+    materialize(&layers_dir(store), &name, |tmp| {
+        let io = |op: &'static str, p: &Path| {
+            let e = io_err(op, p);
+            move |source| SnapshotError::Store(e(source))
+        };
+        let mut sorted: Vec<&crate::layer::tar::Entry> = entries.iter().collect();
+        sorted.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        sorted.dedup_by(|b, a| a.path == b.path);
+        let own = |p: &Path, e: &crate::layer::tar::Entry| -> std::io::Result<()> {
+            if rustix::process::geteuid().is_root() && crate::exec::rootless::maps(e.uid, e.gid) {
+                std::os::unix::fs::lchown(p, Some(e.uid as u32), Some(e.gid as u32))?;
+            }
+            Ok(())
+        };
+        let mtime = |e: &crate::layer::tar::Entry| {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(epoch.map_or(e.mtime, |ep| e.mtime.min(ep)))
+        };
+        for e in &sorted {
+            if let Some((parent, _)) = e.path.rsplit_once('/') {
+                let d = tmp.join(parent);
+                std::fs::create_dir_all(&d).map_err(io("create", &d))?;
+            }
+            if matches!(e.kind, Kind::Dir) {
+                let d = tmp.join(&e.path);
+                std::fs::create_dir_all(&d).map_err(io("create", &d))?;
+            }
+        }
+        sorted
+            .par_iter()
+            .filter(|e| matches!(e.kind, Kind::File(_) | Kind::Bytes(_) | Kind::Symlink(_)))
+            .try_for_each(|e| {
+                use std::os::unix::fs::PermissionsExt;
+                let dest = tmp.join(&e.path);
+                match &e.kind {
+                    Kind::File(src) => {
+                        std::fs::copy(src, &dest).map_err(io("copy", src))?;
+                    }
+                    Kind::Bytes(b) => std::fs::write(&dest, b).map_err(io("write", &dest))?,
+                    Kind::Symlink(t) => {
+                        std::os::unix::fs::symlink(t, &dest).map_err(io("symlink", &dest))?;
+                        return own(&dest, e).map_err(io("chown", &dest));
+                    }
+                    _ => {}
+                }
+                // Owner before mode: chown clears setuid bits.
+                own(&dest, e).map_err(io("chown", &dest))?;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(e.mode))
+                    .map_err(io("chmod", &dest))?;
+                set_mtime(&dest, mtime(e)).map_err(io("set mtime of", &dest))
+            })?;
+        for e in &sorted {
+            if let Kind::Hardlink(target) = &e.kind {
+                let dest = tmp.join(&e.path);
+                std::fs::hard_link(tmp.join(target), &dest).map_err(io("link", &dest))?;
+            }
+        }
+        // Directories last, deepest first, so creating their children does not undo it.
+        for e in sorted.iter().rev().filter(|e| matches!(e.kind, Kind::Dir)) {
+            use std::os::unix::fs::PermissionsExt;
+            let d = tmp.join(&e.path);
+            own(&d, e).map_err(io("chown", &d))?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(e.mode))
+                .map_err(io("chmod", &d))?;
+            set_mtime(&d, mtime(e)).map_err(io("set mtime of", &d))?;
+        }
+        Ok(())
+    })
+}
+
+fn set_mtime(p: &Path, t: std::time::SystemTime) -> std::io::Result<()> {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ts = rustix::fs::Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)
+}
+
+fn e_name(entries: &[crate::layer::tar::Entry]) -> String {
+    entries.first().map(|e| e.path.clone()).unwrap_or_default()
 }
 
 /// An empty lower directory (overlay needs at least one).
@@ -193,7 +393,10 @@ fn materialize(
     if dest.is_dir() {
         return Ok(dest);
     }
-    let tmp = area.join(format!(".tmp-{name}-{}", std::process::id()));
+    // Unique per call: two stages of one build may make the same snapshot at once.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = area.join(format!(".tmp-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io("create", &tmp))?;
     if let Err(e) = fill(&tmp) {
@@ -328,6 +531,50 @@ pub(crate) fn walk_tree(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flattening_snapshots_applies_whiteouts_and_opaque_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let (l1, l2, out) = (
+            d.path().join("l1"),
+            d.path().join("l2"),
+            d.path().join("out"),
+        );
+        for p in ["l1/keep", "l1/gone", "l1/opq/old", "l2/opq", "out"] {
+            std::fs::create_dir_all(d.path().join(p)).unwrap();
+        }
+        std::fs::write(l1.join("keep/a"), "a").unwrap();
+        std::fs::write(l1.join("gone/b"), "b").unwrap();
+        std::fs::write(l1.join("opq/old/c"), "c").unwrap();
+        std::fs::write(l2.join("opq/new"), "n").unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &l2.join("gone"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .expect("mknod (tests run as root)");
+        rustix::fs::setxattr(
+            &l2.join("opq"),
+            crate::exec::rootless::opaque_xattr(),
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        flatten_snapshots(&out, &[l1.clone(), l2]).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("keep/a")).unwrap(), "a");
+        assert!(!out.join("gone").exists());
+        assert!(!out.join("opq/old").exists());
+        assert!(out.join("opq/new").exists());
+        use std::os::unix::fs::MetadataExt;
+        let a = std::fs::metadata(out.join("keep/a")).unwrap();
+        assert_eq!(
+            a.ino(),
+            std::fs::metadata(l1.join("keep/a")).unwrap().ino(),
+            "linked, not copied"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -156,7 +156,7 @@ pub fn busybox_layout(dir: &Path) {
         .expect("/bin/busybox is required (apt-get install busybox-static; scripts/test.sh does)");
     let applets = [
         "sh", "echo", "id", "mkdir", "rm", "cat", "ls", "wc", "hostname", "touch", "chmod", "env",
-        "ln", "chown", "sleep",
+        "ln", "chown", "sleep", "find", "stat", "sort", "xargs",
     ];
     let mut items = vec![
         Item::Dir("bin"),
