@@ -31,7 +31,9 @@ fi
 rbuild=$here/target/release/rbuild
 now() { date +%s.%N; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; t1=$(now); secs "$t0" "$t1"; }
+# Dirty pages of the previous run are flushed first: writeback otherwise lands on whichever
+# build comes next (seconds of noise on this machine kind).
+timed() { local t0 t1; sync; t0=$(now); "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; t1=$(now); secs "$t0" "$t1"; }
 
 results=$work/results; : > "$results"
 record() { echo "$1 $2 $3" >> "$results"; echo "  $1 $2: $3 s" >&2; }
@@ -66,6 +68,7 @@ bench() { # NAME CONTEXT DOCKERFILE TOUCH
     record "$name" "tar-sha256sum" "$(timed sh -c "tar -C '$ctx' -cf - . | sha256sum > /dev/null")"
   fi
   for p in $peers; do
+    sync
     TOUCH=$touch "$shared/tools/peers.sh" "$p" "$ctx" "$df" 2>"$work/peer.err" | while read -r peer what s; do
       record "$name" "$peer-$what" "$s"
     done || { echo "  $p failed: $(tail -2 "$work/peer.err")" >&2; }
