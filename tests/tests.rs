@@ -10,6 +10,8 @@ mod build_image;
 mod conformance;
 #[path = "copy_sources.rs"]
 mod copy_sources;
+#[path = "docs_cli.rs"]
+mod docs_cli;
 #[path = "frontend_never_panics.rs"]
 mod frontend_never_panics;
 #[path = "interrupted_builds.rs"]
