@@ -742,7 +742,11 @@ fn build_stage(
     let total = steps.iter().filter(|s| makes_layer(&s.instruction)).count();
     let mut pos = 0;
     let mut first_miss: Option<usize> = None;
-    for step in steps {
+    // Where a RUN still follows: only then are a COPY's entries kept for its snapshot.
+    let last_run = steps
+        .iter()
+        .rposition(|s| matches!(s.instruction, Instruction::Run(_)));
+    for (index, step) in steps.into_iter().enumerate() {
         let line = step.span.start;
         let ins = scope.step(step)?;
         let mut inputs = StepInputs {
@@ -931,7 +935,8 @@ fn build_stage(
                     }
                     let members = (!ran && opts.compression == Compression::Gzip)
                         .then(|| (&*session.hasher, &session.index, &slot));
-                    let copied = (!ran).then(|| Arc::new(layer_entries.clone()));
+                    let copied = (!ran && last_run.is_some_and(|r| r > index))
+                        .then(|| Arc::new(layer_entries.clone()));
                     let (desc, diff_id, written) =
                         write_layer(store, layer_entries, opts, members)?;
                     if let Some(e) = copied {
