@@ -21,6 +21,7 @@ pub mod export;
 pub mod frontend;
 pub mod image;
 pub mod layer;
+pub mod lint;
 pub mod net;
 pub mod reference;
 pub mod registry;

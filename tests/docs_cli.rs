@@ -2,13 +2,14 @@
 //! This test fails when they drift apart; `RBUILD_BLESS=1 cargo test docs_cli` rewrites the
 //! file from the binary.
 
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "build",
     "images",
     "rmi",
     "prune",
     "inspect-ref",
     "parse",
+    "lint",
     "pull",
     "push",
     "tag",
@@ -35,7 +36,10 @@ fn reference() -> String {
     );
     out.push_str(&format!("## rbuild\n\n```text\n{}```\n", help(&["--help"])));
     for s in SUBCOMMANDS {
-        out.push_str(&format!("\n## rbuild {s}\n\n```text\n{}```\n", help(&[s, "--help"])));
+        out.push_str(&format!(
+            "\n## rbuild {s}\n\n```text\n{}```\n",
+            help(&[s, "--help"])
+        ));
     }
     out
 }

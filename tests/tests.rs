@@ -16,6 +16,8 @@ mod docs_cli;
 mod frontend_never_panics;
 #[path = "interrupted_builds.rs"]
 mod interrupted_builds;
+#[path = "lint_checks.rs"]
+mod lint_checks;
 #[path = "outputs.rs"]
 mod outputs;
 #[path = "pull_errors.rs"]

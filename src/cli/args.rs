@@ -29,6 +29,8 @@ pub enum Commands {
     InspectRef(InspectRefArgs),
     /// Check a Dockerfile's syntax and print its instructions as BuildKit's parser sees them.
     Parse(ParseArgs),
+    /// Check a Dockerfile against image best practices (exit 1 when there are findings).
+    Lint(LintArgs),
     /// Pull an image from a registry into the store.
     Pull(PullArgs),
     /// Push an image from the store to a registry.
@@ -142,6 +144,20 @@ pub struct ParseArgs {
     pub file: PathBuf,
 }
 
+/// `rbuild lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The build context (for the .dockerignore check).
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// The Dockerfile (default `<context>/Dockerfile`; `-` reads standard input).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Output: text, json or sarif (for CI annotations).
+    #[arg(long, default_value = "text")]
+    pub format: String,
+}
+
 /// Where the store lives.
 #[derive(Debug, Args, Clone)]
 pub struct StoreArgs {
@@ -229,6 +245,10 @@ pub struct BuildArgs {
     /// Write build metadata (JSON) to this file.
     #[arg(long)]
     pub metadata_file: Option<PathBuf>,
+    /// Run the best-practice checks (as `rbuild lint`) and stop: exit 1 when they find
+    /// something.
+    #[arg(long)]
+    pub check: bool,
     /// Print only the image digest.
     #[arg(short = 'q', long)]
     pub quiet: bool,

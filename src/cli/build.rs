@@ -50,6 +50,37 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
     }
     let (df_name, text) = read_dockerfile(&df_path)?;
     let df = Dockerfile::parse(&text).map_err(|e| frontend_error(&df_name, e))?;
+    let file_for_facts = a.file.as_deref().filter(|f| f.as_os_str() != "-");
+    let findings = crate::lint::lint(
+        &df,
+        &text,
+        &super::lint::context_facts(&a.context, file_for_facts),
+    );
+    if a.check {
+        print!("{}", super::lint::text(&df_name, &findings));
+        if findings.is_empty() {
+            return Ok(());
+        }
+        return Err(CliError::new(
+            ExitKind::Failure,
+            format!(
+                "{} check{} failed",
+                findings.len(),
+                if findings.len() == 1 { "" } else { "s" }
+            ),
+        )
+        .hinted(
+            "fix them, or skip a check with `# check=skip=NAME` at the top of the Dockerfile",
+        ));
+    }
+    if !a.quiet && a.progress != "quiet" {
+        for f in &findings {
+            eprintln!(
+                "warning: {df_name}:{} {}: {} (fix: {})",
+                f.line, f.check, f.message, f.fix
+            );
+        }
+    }
     let mut tags = Vec::new();
     for t in &a.tags {
         let r = Reference::parse_docker(t).map_err(|e| {

@@ -5,6 +5,7 @@ pub mod args;
 mod build;
 pub mod error;
 mod inspect_ref;
+mod lint;
 mod parse;
 mod registry;
 mod store;
@@ -44,6 +45,7 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
         "prune",
         "inspect-ref",
         "parse",
+        "lint",
         "pull",
         "push",
         "tag",
@@ -69,6 +71,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Commands::Prune(a) => store::prune(a),
         Commands::InspectRef(a) => inspect_ref::run(a),
         Commands::Parse(a) => parse::run(a),
+        Commands::Lint(a) => lint::run(a),
         Commands::Pull(a) => registry::pull_cmd(a),
         Commands::Push(a) => registry::push_cmd(a),
         Commands::Tag(a) => registry::tag_cmd(a),

@@ -548,14 +548,14 @@ mod tests {
         std::fs::write(l2.join("opq/new"), "n").unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &l2.join("gone"),
+            l2.join("gone"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::empty(),
             0,
         )
         .expect("mknod (tests run as root)");
         rustix::fs::setxattr(
-            &l2.join("opq"),
+            l2.join("opq"),
             crate::exec::rootless::opaque_xattr(),
             b"y",
             rustix::fs::XattrFlags::empty(),
