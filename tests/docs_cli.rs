@@ -2,7 +2,7 @@
 //! This test fails when they drift apart; `RBUILD_BLESS=1 cargo test docs_cli` rewrites the
 //! file from the binary.
 
-const SUBCOMMANDS: [&str; 12] = [
+const SUBCOMMANDS: [&str; 14] = [
     "build",
     "images",
     "rmi",
@@ -10,6 +10,8 @@ const SUBCOMMANDS: [&str; 12] = [
     "inspect-ref",
     "parse",
     "lint",
+    "pin",
+    "inspect",
     "pull",
     "push",
     "tag",

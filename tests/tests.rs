@@ -20,6 +20,8 @@ mod interrupted_builds;
 mod lint_checks;
 #[path = "outputs.rs"]
 mod outputs;
+#[path = "pin_and_inspect.rs"]
+mod pin_and_inspect;
 #[path = "pull_errors.rs"]
 mod pull_errors;
 #[path = "pull_policy.rs"]

@@ -31,6 +31,10 @@ pub enum Commands {
     Parse(ParseArgs),
     /// Check a Dockerfile against image best practices (exit 1 when there are findings).
     Lint(LintArgs),
+    /// Rewrite every registry FROM to `name:tag@sha256:...`, or `--check` they are pinned.
+    Pin(PinArgs),
+    /// Show an image's config, layers and history (from the store, else the registry).
+    Inspect(InspectArgs),
     /// Pull an image from a registry into the store.
     Pull(PullArgs),
     /// Push an image from the store to a registry.
@@ -142,6 +146,39 @@ pub struct ParseArgs {
     /// The Dockerfile (`-` reads standard input).
     #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
     pub file: PathBuf,
+}
+
+/// `rbuild pin`.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The Dockerfile to rewrite (`-` reads standard input and prints the result).
+    #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
+    pub file: PathBuf,
+    /// Only check: exit 1 and list the FROM lines without a digest (no network).
+    #[arg(long)]
+    pub check: bool,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `rbuild inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image, e.g. `app:v1` (store) or `registry.example.com/team/app:v1`.
+    pub reference: String,
+    /// Output: text or json.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+    /// Platform to show from a multi-platform image (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `rbuild lint`.

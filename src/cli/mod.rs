@@ -4,9 +4,11 @@
 pub mod args;
 mod build;
 pub mod error;
+mod inspect;
 mod inspect_ref;
 mod lint;
 mod parse;
+mod pin;
 mod registry;
 mod store;
 
@@ -46,6 +48,8 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
         "inspect-ref",
         "parse",
         "lint",
+        "pin",
+        "inspect",
         "pull",
         "push",
         "tag",
@@ -72,6 +76,8 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Commands::InspectRef(a) => inspect_ref::run(a),
         Commands::Parse(a) => parse::run(a),
         Commands::Lint(a) => lint::run(a),
+        Commands::Pin(a) => pin::run(a),
+        Commands::Inspect(a) => inspect::run(a),
         Commands::Pull(a) => registry::pull_cmd(a),
         Commands::Push(a) => registry::push_cmd(a),
         Commands::Tag(a) => registry::tag_cmd(a),

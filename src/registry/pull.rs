@@ -218,6 +218,18 @@ fn catalog(client: &Client, host: &Arc<Host>) -> Result<Vec<String>, RegistryErr
         .unwrap_or_default())
 }
 
+/// The digest a tag points to (an image index for multi-platform images), verified against
+/// the bytes received: what `FROM name:tag@digest` pins.
+pub fn tag_digest(client: &Client, r: &Reference) -> Result<Digest, RegistryError> {
+    if let Some(d) = &r.digest {
+        return Ok(d.clone());
+    }
+    let host = client.host(&r.domain)?;
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let (_, _, digest) = get_manifest(client, &host, r, &tag)?;
+    Ok(digest)
+}
+
 /// Resolves `r` like [`resolve_direct`], trying the client's mirrors first for docker.io.
 pub fn resolve(
     client: &Client,
