@@ -12,6 +12,8 @@ mod conformance;
 mod copy_sources;
 #[path = "docs_cli.rs"]
 mod docs_cli;
+#[path = "docs_examples.rs"]
+mod docs_examples;
 #[path = "frontend_never_panics.rs"]
 mod frontend_never_panics;
 #[path = "interrupted_builds.rs"]
