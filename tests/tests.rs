@@ -24,6 +24,8 @@ mod lint_checks;
 mod outputs;
 #[path = "pin_and_inspect.rs"]
 mod pin_and_inspect;
+#[path = "progress_output.rs"]
+mod progress_output;
 #[path = "pull_errors.rs"]
 mod pull_errors;
 #[path = "pull_policy.rs"]

@@ -897,6 +897,18 @@ fn build_stage(
                     Instruction::Run(r) => {
                         let run_env = scope.run_env();
                         let others = RunSources {
+                            output: match &opts.progress {
+                                Some(r) => {
+                                    let r = r.clone();
+                                    Arc::new(move |l: &str| {
+                                        r(&Event::Output {
+                                            id,
+                                            line: l.to_string(),
+                                        })
+                                    })
+                                }
+                                None => crate::exec::stderr_sink(),
+                            },
                             ctx,
                             df,
                             done,
@@ -1225,7 +1237,7 @@ fn run_step(
     others: &RunSources<'_>,
 ) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
     if others.opts.isolation.resolve() == Isolation::Chroot {
-        return run_step_chroot(r, state, env, store, step, line);
+        return run_step_chroot(r, state, env, store, step, line, &others.output);
     }
     let (mounts, secrets) = resolve_mounts(r, store, line, others)?;
     let no_network = match r.network.as_deref() {
@@ -1337,7 +1349,7 @@ fn run_step(
         no_network,
     };
     let shown = step.original.trim().to_string();
-    crate::exec::run(&spec, &secrets, &shown).map_err(|e| exec_error(e, line))?;
+    crate::exec::run(&spec, &secrets, &shown, &others.output).map_err(|e| exec_error(e, line))?;
     let skip: Vec<String> = crate::exec::sandbox::MOUNT_POINTS
         .iter()
         .map(|p| p.to_string())
@@ -1389,6 +1401,7 @@ fn run_step_chroot(
     store: &Store,
     step: &Step,
     line: usize,
+    output: &crate::exec::OutputSink,
 ) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
     use crate::exec::chroot;
     use crate::exec::mounts::{parse, MountSpec};
@@ -1473,7 +1486,7 @@ fn run_step_chroot(
         uid: uid as u32,
         gid: gid as u32,
     };
-    let result = chroot::run(&spec, step.original.trim());
+    let result = chroot::run(&spec, step.original.trim(), output);
     let _ = std::fs::remove_file(&script_path);
     result.map_err(|e| exec_error(e, line))?;
     // The diff comes before putting the host files back, so their directory looks untouched.
@@ -1488,6 +1501,8 @@ fn run_step_chroot(
 
 /// What a RUN's mounts may read besides the stage itself.
 struct RunSources<'a> {
+    /// Where the command's output goes.
+    output: crate::exec::OutputSink,
     ctx: &'a Context,
     df: &'a Dockerfile,
     done: &'a BTreeMap<usize, StageState>,

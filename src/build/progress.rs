@@ -36,6 +36,13 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// A line a RUN step's command printed.
+    Output {
+        /// Step number.
+        id: usize,
+        /// The line, without its newline.
+        line: String,
+    },
     /// The step ran.
     Done {
         /// Step number.

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::build::progress::{Event, Reporter};
 use crate::build::{self, context::ignore_file, BuildError, BuildOptions};
 use crate::cache::remote::{self, CacheSpec, Imported};
 use crate::export::archive::{write_archive, Flavor};
@@ -133,6 +132,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         ));
     }
     let client = super::registry::client(&a.registry);
+    let progress = super::progress::Progress::new(&a.progress, a.quiet)?;
     let opts = BuildOptions {
         context: a.context.clone(),
         ignore: ignore_file(
@@ -163,7 +163,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         no_cache: a.no_cache,
         no_cache_filter: a.no_cache_filter.clone(),
         cache_from: Vec::new(),
-        progress: progress_reporter(&a.progress, a.quiet)?,
+        progress: progress.as_ref().map(|p| p.reporter()),
         inline_cache: a.cache_to.iter().any(|s| s.contains("type=inline")),
         ssh: read_ssh(&a.ssh)?,
         isolation: crate::exec::chroot::Isolation::parse(&a.isolation).ok_or_else(|| {
@@ -212,14 +212,21 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         }
     }
     let started = std::time::Instant::now();
-    let built = build::build(&df, &store, &opts).map_err(|e| build_error(&df_name, e))?;
+    let result = build::build(&df, &store, &opts);
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let built = result.map_err(|e| build_error(&df_name, e))?;
     if !a.quiet && a.progress != "quiet" {
+        let size: u64 = built.layers.iter().map(|l| l.size).sum::<u64>() + built.config_desc.size;
         eprintln!(
-            "built in {:.2}s: {} step{} run, {} cached",
+            "built in {:.2}s: {} step{} run, {} cached; image {} ({})",
             started.elapsed().as_secs_f64(),
             built.counts.0,
             if built.counts.0 == 1 { "" } else { "s" },
-            built.counts.1
+            built.counts.1,
+            &built.manifest.digest[..19.min(built.manifest.digest.len())],
+            super::store::human(size)
         );
     }
     for w in &built.warnings {
@@ -405,67 +412,6 @@ fn build_error(df_name: &str, e: BuildError) -> CliError {
         err = err.hinted(h);
     }
     err
-}
-
-/// Renders step events as plain lines on standard error (`#3 [build 2/4] COPY . .`, then
-/// `#3 CACHED`, or `#3 miss: file app.js changed` and `#3 DONE 0.4s`).
-fn progress_reporter(mode: &str, quiet: bool) -> Result<Option<Reporter>, CliError> {
-    match mode {
-        "auto" | "plain" | "tty" | "rawjson" if !quiet => {}
-        "auto" | "plain" | "tty" | "rawjson" | "quiet" => return Ok(None),
-        other => {
-            return Err(usage(
-                format!("unknown --progress {other:?}"),
-                "use auto, plain, tty, rawjson or quiet",
-            ))
-        }
-    }
-    let json = mode == "rawjson";
-    Ok(Some(std::sync::Arc::new(move |e: &Event| {
-        if json {
-            let v = match e {
-                Event::Step {
-                    id,
-                    stage,
-                    pos,
-                    total,
-                    text,
-                } => {
-                    serde_json::json!({"id": id, "event": "step", "stage": stage, "pos": pos, "total": total, "text": text})
-                }
-                Event::Cached { id } => serde_json::json!({"id": id, "event": "cached"}),
-                Event::Note { text } => serde_json::json!({"event": "note", "text": text}),
-                Event::Miss { id, reason } => {
-                    serde_json::json!({"id": id, "event": "miss", "reason": reason})
-                }
-                Event::Done { id, secs, detail } => {
-                    serde_json::json!({"id": id, "event": "done", "secs": secs, "detail": detail})
-                }
-            };
-            eprintln!("{v}");
-            return;
-        }
-        match e {
-            Event::Step {
-                id,
-                stage,
-                pos,
-                total,
-                text,
-            } => eprintln!("#{id} [{stage} {pos}/{total}] {text}"),
-            Event::Cached { id } => eprintln!("#{id} CACHED"),
-            Event::Note { text } => eprintln!("note: {text}"),
-            Event::Miss { id, reason } => eprintln!("#{id} miss: {reason}"),
-            Event::Done {
-                id,
-                secs,
-                detail: d,
-            } if d.is_empty() => {
-                eprintln!("#{id} DONE {secs:.1}s")
-            }
-            Event::Done { id, secs, detail } => eprintln!("#{id} DONE {secs:.1}s ({detail})"),
-        }
-    })))
 }
 
 /// Reads a `--cache-from`.

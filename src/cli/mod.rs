@@ -9,6 +9,7 @@ mod inspect_ref;
 mod lint;
 mod parse;
 mod pin;
+mod progress;
 mod registry;
 mod store;
 

@@ -148,7 +148,7 @@ pub fn restore(saved: Vec<(PathBuf, Option<Vec<u8>>)>) {
 }
 
 /// Runs the command chroot'ed into `spec.root`; output streams to stderr.
-pub fn run(spec: &ChrootSpec, shown: &str) -> Result<(), ExecError> {
+pub fn run(spec: &ChrootSpec, shown: &str, out: &super::OutputSink) -> Result<(), ExecError> {
     if !has_capability(CAP_SYS_CHROOT) {
         return Err(ExecError::Setup(
             "chroot isolation needs CAP_SYS_CHROOT, which this process lacks".into(),
@@ -196,5 +196,5 @@ pub fn run(spec: &ChrootSpec, shown: &str) -> Result<(), ExecError> {
             Ok(())
         });
     }
-    super::supervise(cmd, shown, "the command")
+    super::supervise(cmd, shown, "the command", out)
 }

@@ -127,12 +127,27 @@ fn tail_text(tail: &[String]) -> String {
     }
 }
 
+/// Where a command's output lines go (the build's progress display).
+pub type OutputSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Output straight to standard error.
+pub fn stderr_sink() -> OutputSink {
+    Arc::new(|line: &str| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    })
+}
+
 /// Lines of output kept for the error message.
 const TAIL: usize = 15;
 
 /// Runs the step described by `spec` with `secrets` (contents, by [`SandboxMount::Secret`]
 /// index); the command's output goes to this process's stderr.
-pub fn run(spec: &RunSpec, secrets: &[Vec<u8>], shown: &str) -> Result<(), ExecError> {
+pub fn run(
+    spec: &RunSpec,
+    secrets: &[Vec<u8>],
+    shown: &str,
+    out: &OutputSink,
+) -> Result<(), ExecError> {
     if !rustix::process::geteuid().is_root() {
         return Err(ExecError::NotRoot);
     }
@@ -170,14 +185,19 @@ pub fn run(spec: &RunSpec, secrets: &[Vec<u8>], shown: &str) -> Result<(), ExecE
             rustix::thread::unshare_unsafe(flags).map_err(std::io::Error::from)
         });
     }
-    let result = supervise(cmd, shown, "the sandbox");
+    let result = supervise(cmd, shown, "the sandbox", out);
     let _ = std::fs::remove_file(&spec_path);
     result
 }
 
 /// Spawns `cmd`, streams its output to stderr (keeping the last lines for errors), waits, and
 /// maps its exit status.
-pub(crate) fn supervise(mut cmd: Command, shown: &str, what: &str) -> Result<(), ExecError> {
+pub(crate) fn supervise(
+    mut cmd: Command,
+    shown: &str,
+    what: &str,
+    out: &OutputSink,
+) -> Result<(), ExecError> {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -207,9 +227,10 @@ pub(crate) fn supervise(mut cmd: Command, shown: &str, what: &str) -> Result<(),
     .flatten()
     .map(|r| {
         let tail = tail.clone();
+        let out = out.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(r).lines().map_while(Result::ok) {
-                let _ = writeln!(std::io::stderr(), "{line}");
+                out(&line);
                 let mut t = tail.lock().expect("tail lock");
                 t.push_back(line);
                 if t.len() > TAIL {
