@@ -125,3 +125,23 @@ fn checks_run_over_the_conformance_dockerfiles() {
         );
     }
 }
+
+#[test]
+fn lint_fix_rewrites_the_mechanical_findings_and_shows_them() {
+    let ws = Workspace::new();
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM alpine:3.19\nADD app.conf /etc/\nUSER 1000\nCMD node index.js\n",
+    );
+    let o = rbuild(&["lint", "--fix", ws.ctx().to_str().unwrap()], &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("-ADD app.conf /etc/\n+COPY app.conf /etc/"), "{out}");
+    assert!(out.contains("+CMD [\"node\", \"index.js\"]"), "{out}");
+    assert!(o.status.success(), "nothing left to report: {out}");
+    let text = std::fs::read_to_string(ws.ctx().join("Dockerfile")).unwrap();
+    assert_eq!(
+        text,
+        "FROM alpine:3.19\nCOPY app.conf /etc/\nUSER 1000\nCMD [\"node\", \"index.js\"]\n"
+    );
+}

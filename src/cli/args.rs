@@ -193,6 +193,10 @@ pub struct LintArgs {
     /// Output: text, json or sarif (for CI annotations).
     #[arg(long, default_value = "text")]
     pub format: String,
+    /// Rewrite what can be fixed mechanically (shell-form CMD/ENTRYPOINT → JSON form, ADD →
+    /// COPY) and show the changes.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 /// Where the store lives.

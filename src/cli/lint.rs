@@ -79,7 +79,25 @@ pub(super) fn run(a: LintArgs) -> Result<(), CliError> {
     let (name, src) = read_dockerfile(&df_path)?;
     let df = Dockerfile::parse(&src).map_err(|e| frontend_error(&name, e))?;
     let facts = context_facts(&a.context, a.file.as_deref());
-    let findings = lint(&df, &src, &facts);
+    let mut findings = lint(&df, &src, &facts);
+    if a.fix {
+        let changes = crate::lint::fixes(&df, &src, &findings);
+        if !changes.is_empty() {
+            let new = super::pin::rewrite_lines(&src, &changes);
+            for (line, old, new) in &changes {
+                println!("{name}:{line}\n-{old}\n+{new}");
+            }
+            if df_path.as_os_str() == "-" {
+                print!("{new}");
+            } else {
+                crate::content::write_atomic(&df_path, new.as_bytes()).map_err(|e| {
+                    CliError::new(ExitKind::Failure, format!("writing {name}: {e}"))
+                })?;
+            }
+            let df = Dockerfile::parse(&new).map_err(|e| frontend_error(&name, e))?;
+            findings = lint(&df, &new, &facts);
+        }
+    }
     match a.format.as_str() {
         "text" => print!("{}", text(&name, &findings)),
         "json" => println!(

@@ -39,6 +39,21 @@ pub fn unpinned(df: &Dockerfile) -> Vec<Unpinned> {
         .collect()
 }
 
+/// `text` with whole lines replaced: (line, old, new), kept only where the line still reads
+/// `old`.
+pub fn rewrite_lines(text: &str, changes: &[(usize, String, String)]) -> String {
+    text.split_inclusive('\n')
+        .enumerate()
+        .map(|(i, l)| {
+            let body = l.strip_suffix('\n').unwrap_or(l);
+            match changes.iter().find(|(n, old, _)| *n == i + 1 && old == body) {
+                Some((_, _, new)) => format!("{new}{}", &l[body.len()..]),
+                None => l.to_string(),
+            }
+        })
+        .collect()
+}
+
 /// `text` with the image on each given line replaced (the first whole word equal to it).
 pub fn rewrite(text: &str, changes: &[(usize, String, String)]) -> String {
     let mut out = String::with_capacity(text.len() + changes.len() * 80);

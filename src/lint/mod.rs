@@ -367,6 +367,48 @@ fn secret_name(
     }
 }
 
+/// The mechanical fixes (`rbuild lint --fix`) for these findings: a one-line shell-form CMD or
+/// ENTRYPOINT without shell syntax becomes JSON form, a flagged ADD becomes COPY. Returns
+/// (line, old text, new text); anything that needs judgement is left alone.
+pub fn fixes(df: &Dockerfile, text: &str, findings: &[Finding]) -> Vec<(usize, String, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for stage in &df.stages {
+        for step in &stage.steps {
+            let line = step.span.start;
+            if step.span.end != line {
+                continue;
+            }
+            let flagged = |check: &str| findings.iter().any(|f| f.line == line && f.check == check);
+            let Some(old) = lines.get(line - 1) else { continue };
+            let trimmed = old.trim_start();
+            let indent = &old[..old.len() - trimmed.len()];
+            let (kw, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+            let new = match &step.instruction {
+                Instruction::Cmd(c) | Instruction::Entrypoint(c)
+                    if c.shell_form && flagged("JSONArgsRecommended") =>
+                {
+                    let cmd = c.args.join(" ");
+                    let shell_syntax = cmd.chars().any(|ch| "$&|;<>*?`()'\"\\~#{}[]=".contains(ch));
+                    if shell_syntax || cmd.trim().is_empty() {
+                        continue;
+                    }
+                    format!("{indent}{kw} [{}]", json_args(&cmd))
+                }
+                Instruction::Add(c) if flagged("AddInsteadOfCopy") => {
+                    if c.checksum.is_some() || c.unpack.is_some() || c.keep_git_dir {
+                        continue;
+                    }
+                    format!("{indent}COPY {rest}")
+                }
+                _ => continue,
+            };
+            out.push((line, old.to_string(), new));
+        }
+    }
+    out
+}
+
 /// `$VAR` and `${VAR...}` names in a word.
 fn referenced_vars(s: &str) -> Vec<String> {
     let mut out = Vec::new();

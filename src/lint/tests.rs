@@ -96,3 +96,20 @@ fn findings_name_the_line_and_the_fix() {
     assert_eq!(json.line, 3);
     assert!(json.fix.contains("CMD [\"echo\", \"hi\"]"), "{}", json.fix);
 }
+
+#[test]
+fn fix_rewrites_only_the_mechanical_cases() {
+    let text = "FROM alpine:3.19\nADD app.conf /etc/\nADD --chown=1:1 x /x\nUSER 1\nCMD node index.js\nENTRYPOINT run.sh && more\n";
+    let df = Dockerfile::parse(text).unwrap();
+    let f = lint(&df, text, &ContextFacts::default());
+    let fx = fixes(&df, text, &f);
+    assert_eq!(
+        fx,
+        vec![
+            (2, "ADD app.conf /etc/".to_string(), "COPY app.conf /etc/".to_string()),
+            (3, "ADD --chown=1:1 x /x".to_string(), "COPY --chown=1:1 x /x".to_string()),
+            (5, "CMD node index.js".to_string(), "CMD [\"node\", \"index.js\"]".to_string()),
+        ],
+        "the ENTRYPOINT with && needs judgement"
+    );
+}
