@@ -2,7 +2,6 @@
 //! This test fails when they drift apart; `RBUILD_BLESS=1 cargo test docs_cli` rewrites the
 //! file from the binary.
 
-
 fn reference() -> String {
     let help = |args: &[&str]| {
         // Help shows environment values (`[env: RBUILD_ROOT=...]`): leave them out.

@@ -136,7 +136,10 @@ fn lint_fix_rewrites_the_mechanical_findings_and_shows_them() {
     );
     let o = rbuild(&["lint", "--fix", ws.ctx().to_str().unwrap()], &[]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("-ADD app.conf /etc/\n+COPY app.conf /etc/"), "{out}");
+    assert!(
+        out.contains("-ADD app.conf /etc/\n+COPY app.conf /etc/"),
+        "{out}"
+    );
     assert!(out.contains("+CMD [\"node\", \"index.js\"]"), "{out}");
     assert!(o.status.success(), "nothing left to report: {out}");
     let text = std::fs::read_to_string(ws.ctx().join("Dockerfile")).unwrap();

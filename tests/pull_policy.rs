@@ -55,9 +55,20 @@ fn a_tagged_base_is_resolved_once_and_latest_every_build() {
     );
     drop(reg);
 
-    // The registry is gone: the tagged base still builds, from the store.
-    let o = build(&ws, &tagged, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The registry is gone: the tagged base still builds, from the store, and plain output
+    // says which rule applied.
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        &format!("FROM {tagged}\nCOPY a.txt /\n"),
+    );
+    let o = ws.rbuild(&["--progress", "plain"], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("from the store (--pull default: a specific tag or digest is resolved once)"),
+        "{err}"
+    );
     // :latest is looked up again, and --pull=always insists.
     for (from, extra) in [(&latest, vec![]), (&tagged, vec!["--pull=always"])] {
         let o = build(&ws, from, &extra);

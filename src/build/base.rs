@@ -121,6 +121,7 @@ fn local_resolution(store: &Store, r: &Reference, platform: &Platform) -> Option
             .collect(),
         manifest_digest: res.manifest.digest,
         remote: Some(Reference::parse(&res.pinned).ok()?),
+        how: String::new(),
     })
 }
 
@@ -151,6 +152,8 @@ pub struct BaseImage {
     /// For registry images: the reference pinned to the manifest digest (where the layers
     /// are fetched from).
     pub remote: Option<Reference>,
+    /// How it was found, for verbose output (which `--pull` rule applied).
+    pub how: String,
 }
 
 /// Loads `spec` (an `oci-layout://` reference) into the store.
@@ -170,8 +173,18 @@ pub fn load(
                 .unwrap_or_else(crate::frontend::expand::host_platform),
         );
         if !pull.must_resolve(&r) {
-            if let Some(img) = local_resolution(store, &r, &want) {
+            if let Some(mut img) = local_resolution(store, &r, &want) {
                 check_platform(spec, &img.config, platform)?;
+                img.how = format!(
+                    "{} from the store ({})",
+                    img.manifest_digest,
+                    match pull {
+                        PullPolicy::Default =>
+                            "--pull default: a specific tag or digest is resolved once",
+                        PullPolicy::Never => "--pull=never",
+                        _ => "--pull=missing",
+                    }
+                );
                 return Ok(img);
             }
             if pull == PullPolicy::Never {
@@ -192,11 +205,23 @@ pub fn load(
             })
             .expect("serialisable"),
         );
+        let how = format!(
+            "{} resolved from {} ({})",
+            res.manifest.digest,
+            r.domain,
+            match pull {
+                PullPolicy::Default if pull.must_resolve(&r) =>
+                    "--pull default: untagged and :latest bases are resolved every build",
+                PullPolicy::Always => "--pull=always",
+                _ => "not in the store yet",
+            }
+        );
         return Ok(BaseImage {
             config: res.config,
             layers: res.layers,
             manifest_digest: res.manifest.digest,
             remote: Some(res.pinned),
+            how,
         });
     };
     let (path, selector) = split_layout_ref(rest);
@@ -304,6 +329,7 @@ pub fn load(
         return Ok(BaseImage {
             config,
             layers: manifest.layers,
+            how: format!("{digest} from the OCI layout {}", dir.display()),
             manifest_digest: digest,
             remote: None,
         });

@@ -680,6 +680,7 @@ fn build_stage(
             }
             other => BuildError::Base(other),
         })?;
+        session.report(Event::note(format!("FROM {base}: {}", img.how)));
         let mut config = img.config;
         // ONBUILD triggers of the base run first in this stage and are not inherited.
         let triggers = std::mem::take(&mut config.config.on_build);

@@ -267,6 +267,10 @@ pub struct BuildArgs {
     /// `namespaces` (`oci`), `chroot` (no mounts: unprivileged pods).
     #[arg(long, default_value = "auto")]
     pub isolation: String,
+    /// Say why each step missed the cache in the terminal view too (plain and rawjson always
+    /// do).
+    #[arg(long)]
+    pub explain_cache: bool,
     /// Run every step instead of taking results from the cache.
     #[arg(long)]
     pub no_cache: bool,

@@ -132,7 +132,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         ));
     }
     let client = super::registry::client(&a.registry);
-    let progress = super::progress::Progress::new(&a.progress, a.quiet)?;
+    let progress = super::progress::Progress::new(&a.progress, a.quiet, a.explain_cache)?;
     let opts = BuildOptions {
         context: a.context.clone(),
         ignore: ignore_file(

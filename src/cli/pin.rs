@@ -46,7 +46,10 @@ pub fn rewrite_lines(text: &str, changes: &[(usize, String, String)]) -> String 
         .enumerate()
         .map(|(i, l)| {
             let body = l.strip_suffix('\n').unwrap_or(l);
-            match changes.iter().find(|(n, old, _)| *n == i + 1 && old == body) {
+            match changes
+                .iter()
+                .find(|(n, old, _)| *n == i + 1 && old == body)
+            {
                 Some((_, _, new)) => format!("{new}{}", &l[body.len()..]),
                 None => l.to_string(),
             }

@@ -21,7 +21,11 @@ pub(super) struct Progress {
 
 impl Progress {
     /// The renderer for `--progress MODE` (`None`: nothing is shown).
-    pub(super) fn new(mode: &str, quiet: bool) -> Result<Option<Progress>, CliError> {
+    pub(super) fn new(
+        mode: &str,
+        quiet: bool,
+        explain: bool,
+    ) -> Result<Option<Progress>, CliError> {
         let mode = match mode {
             _ if quiet => return Ok(None),
             "quiet" => return Ok(None),
@@ -46,6 +50,7 @@ impl Progress {
                     started: Instant::now(),
                     inner: Mutex::new(TtyInner::default()),
                     stop: AtomicBool::new(false),
+                    explain,
                 });
                 let s = state.clone();
                 let ticker = std::thread::spawn(move || {
@@ -143,6 +148,8 @@ struct TtyState {
     started: Instant,
     inner: Mutex<TtyInner>,
     stop: AtomicBool,
+    /// Show miss reasons (`--explain-cache`).
+    explain: bool,
 }
 
 #[derive(Default)]
@@ -184,7 +191,12 @@ impl TtyState {
                 let label = st.labels.get(id).cloned().unwrap_or_default();
                 let _ = writeln!(err, " => {label}  {secs:.1}s");
             }
-            Some(Event::Miss { .. }) => {}
+            Some(Event::Miss { id, reason }) => {
+                if self.explain {
+                    let label = st.labels.get(id).cloned().unwrap_or_default();
+                    let _ = writeln!(err, " => {label}: {reason}");
+                }
+            }
             Some(Event::Note { text }) => {
                 let _ = writeln!(err, "note: {text}");
             }

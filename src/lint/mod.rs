@@ -380,10 +380,14 @@ pub fn fixes(df: &Dockerfile, text: &str, findings: &[Finding]) -> Vec<(usize, S
                 continue;
             }
             let flagged = |check: &str| findings.iter().any(|f| f.line == line && f.check == check);
-            let Some(old) = lines.get(line - 1) else { continue };
+            let Some(old) = lines.get(line - 1) else {
+                continue;
+            };
             let trimmed = old.trim_start();
             let indent = &old[..old.len() - trimmed.len()];
-            let (kw, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+            let (kw, rest) = trimmed
+                .split_once(char::is_whitespace)
+                .unwrap_or((trimmed, ""));
             let new = match &step.instruction {
                 Instruction::Cmd(c) | Instruction::Entrypoint(c)
                     if c.shell_form && flagged("JSONArgsRecommended") =>

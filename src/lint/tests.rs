@@ -106,9 +106,21 @@ fn fix_rewrites_only_the_mechanical_cases() {
     assert_eq!(
         fx,
         vec![
-            (2, "ADD app.conf /etc/".to_string(), "COPY app.conf /etc/".to_string()),
-            (3, "ADD --chown=1:1 x /x".to_string(), "COPY --chown=1:1 x /x".to_string()),
-            (5, "CMD node index.js".to_string(), "CMD [\"node\", \"index.js\"]".to_string()),
+            (
+                2,
+                "ADD app.conf /etc/".to_string(),
+                "COPY app.conf /etc/".to_string()
+            ),
+            (
+                3,
+                "ADD --chown=1:1 x /x".to_string(),
+                "COPY --chown=1:1 x /x".to_string()
+            ),
+            (
+                5,
+                "CMD node index.js".to_string(),
+                "CMD [\"node\", \"index.js\"]".to_string()
+            ),
         ],
         "the ENTRYPOINT with && needs judgement"
     );
