@@ -191,12 +191,11 @@ impl TtyState {
                 let label = st.labels.get(id).cloned().unwrap_or_default();
                 let _ = writeln!(err, " => {label}  {secs:.1}s");
             }
-            Some(Event::Miss { id, reason }) => {
-                if self.explain {
-                    let label = st.labels.get(id).cloned().unwrap_or_default();
-                    let _ = writeln!(err, " => {label}: {reason}");
-                }
+            Some(Event::Miss { id, reason }) if self.explain => {
+                let label = st.labels.get(id).cloned().unwrap_or_default();
+                let _ = writeln!(err, " => {label}: {reason}");
             }
+            Some(Event::Miss { .. }) => {}
             Some(Event::Note { text }) => {
                 let _ = writeln!(err, "note: {text}");
             }
