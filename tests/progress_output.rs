@@ -32,6 +32,7 @@ fn tty_mode_shows_steps_times_and_a_summary() {
     assert!(o.status.success(), "{screen}");
     for want in [
         "[+] Building",
+        "running)",
         " => [stage-0 1/2] COPY a.txt /",
         " => [stage-0 2/2] RUN echo hello from run",
         "| hello from run",
@@ -44,13 +45,14 @@ fn tty_mode_shows_steps_times_and_a_summary() {
         );
     }
     assert!(
-        screen.contains("\x1b[K"),
-        "the status line is redrawn in place"
+        screen.contains("\x1b[J"),
+        "the live block is redrawn in place"
     );
     // Times: every finished step line ends with seconds.
     let finished: Vec<&str> = screen
         .split(['\n', '\r'])
-        .filter(|l| l.trim_start_matches("\x1b[K").starts_with(" => ["))
+        .map(|l| l.rsplit("\x1b[J").next().unwrap_or(l))
+        .filter(|l| l.starts_with(" => ["))
         .filter(|l| l.trim_end().ends_with('s'))
         .collect();
     assert!(finished.len() >= 2, "{screen}");

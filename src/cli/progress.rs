@@ -1,7 +1,8 @@
 //! Rendering build events, like BuildKit's `--progress`: `plain` (one line per event, a RUN's
 //! output prefixed with its step), `rawjson` (one JSON object per event), `tty` (finished
-//! steps scroll by, a status line at the bottom shows what runs and for how long, redrawn
-//! ten times a second), `auto` (tty on a terminal, else plain), `quiet`.
+//! steps scroll by; below them a block with the build's time and one line per running step
+//! of every stage with its elapsed time, redrawn ten times a second), `auto` (tty on a
+//! terminal, else plain), `quiet`.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,9 +92,10 @@ impl Progress {
         if let Some(h) = self.ticker.take() {
             let _ = h.join();
         }
-        if self.tty.is_some() {
+        if let Some(t) = &self.tty {
+            let drawn = t.inner.lock().expect("progress lock").drawn;
             let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K");
+            let _ = write!(err, "{}", clear_block(drawn));
             let _ = err.flush();
         }
     }
@@ -159,6 +161,17 @@ struct TtyInner {
     labels: std::collections::BTreeMap<usize, String>,
     done: usize,
     cached: usize,
+    /// Lines of the live block on screen.
+    drawn: usize,
+}
+
+/// Moves to the start of a live block of `lines` lines and clears to the end of the screen.
+fn clear_block(lines: usize) -> String {
+    if lines > 1 {
+        format!("\x1b[{}A\r\x1b[J", lines - 1)
+    } else {
+        "\r\x1b[J".to_string()
+    }
 }
 
 impl TtyState {
@@ -166,7 +179,7 @@ impl TtyState {
     fn redraw(&self, e: Option<&Event>) {
         let mut st = self.inner.lock().expect("progress lock");
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K");
+        let _ = write!(err, "{}", clear_block(st.drawn));
         match e {
             Some(Event::Step {
                 id,
@@ -204,30 +217,23 @@ impl TtyState {
             }
             None => {}
         }
-        let status = match st.running.first() {
-            Some((_, label, since)) => format!(
-                " => {label}  {:.1}s{}",
-                since.elapsed().as_secs_f64(),
-                if st.running.len() > 1 {
-                    format!(" (+{} more)", st.running.len() - 1)
-                } else {
-                    String::new()
-                }
-            ),
-            None => String::new(),
-        };
-        let header = format!(
-            "[+] Building {:.1}s ({} done, {} cached)",
+        let width = terminal_width().saturating_sub(1);
+        let cut = |l: String| -> String { l.chars().take(width).collect() };
+        let mut block = vec![cut(format!(
+            "[+] Building {:.1}s ({} done, {} cached, {} running)",
             self.started.elapsed().as_secs_f64(),
             st.done,
-            st.cached
-        );
-        let width = terminal_width();
-        let line: String = format!("{header}{status}")
-            .chars()
-            .take(width.saturating_sub(1))
-            .collect();
-        let _ = write!(err, "{line}");
+            st.cached,
+            st.running.len()
+        ))];
+        for (_, label, since) in &st.running {
+            block.push(cut(format!(
+                " => {label}  {:.1}s",
+                since.elapsed().as_secs_f64()
+            )));
+        }
+        st.drawn = block.len();
+        let _ = write!(err, "{}", block.join("\n"));
         let _ = err.flush();
     }
 }
