@@ -240,13 +240,15 @@ fn a_run_after_a_copy_sees_exactly_what_the_layer_holds() {
             m.mtime()
         ));
     }
-    // Directory sizes differ between filesystems; compare the rest.
+    // Directory sizes differ between filesystems, and a directory's mtime after unpacking
+    // depends on whether the unpacker restores it after writing into it (umoci does not for
+    // a directory a later layer adds to): compare the rest.
     let strip = |s: &str| -> Vec<String> {
         s.lines()
             .map(|l| {
                 let f: Vec<&str> = l.split(' ').collect();
                 if l.ends_with("directory") {
-                    format!("{} {} {} {} {}", f[0], f[1], f[2], f[3], f[5])
+                    format!("{} {} {} {}", f[0], f[1], f[2], f[3])
                 } else {
                     l.to_string()
                 }
