@@ -47,6 +47,7 @@ pub const CHECKS: &[&str] = &[
     "WorkdirRelativePath",
     "UnusedStage",
     "UndefinedArgInFrom",
+    "ArgUsedBeforeDeclared",
     "SecretsUsedInArgOrEnv",
     "StageNameCasing",
     "MaintainerDeprecated",
@@ -153,8 +154,44 @@ pub fn lint(df: &Dockerfile, text: &str, ctx: &ContextFacts) -> Vec<Finding> {
             }
         }
         let mut broad_copy: Option<usize> = None;
+        // ARGs this stage declares, and where: a use on an earlier line expands to nothing.
+        let declared_at: Vec<(String, usize)> = stage
+            .steps
+            .iter()
+            .filter_map(|s| match &s.instruction {
+                Instruction::Arg(list) => {
+                    Some(list.iter().map(move |(n, _)| (n.clone(), s.span.start)))
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut env_names: Vec<String> = Vec::new();
         for step in &stage.steps {
             let line = step.span.start;
+            if !matches!(
+                step.instruction,
+                Instruction::Run(_) | Instruction::Cmd(_) | Instruction::Entrypoint(_)
+            ) {
+                for var in referenced_vars(&step.original) {
+                    let first = declared_at
+                        .iter()
+                        .filter(|(n, _)| *n == var)
+                        .map(|(_, l)| *l)
+                        .min();
+                    if first.is_some_and(|l| l > line) && !env_names.contains(&var) {
+                        add(
+                            "ArgUsedBeforeDeclared",
+                            line,
+                            format!("${var} is used here but declared by ARG only on line {}: it expands to nothing", first.unwrap_or(0)),
+                            "move the ARG above its first use",
+                        );
+                    }
+                }
+            }
+            if let Instruction::Env(pairs) = &step.instruction {
+                env_names.extend(pairs.iter().map(|(k, _)| k.clone()));
+            }
             match &step.instruction {
                 Instruction::Copy(c) | Instruction::Add(c) => {
                     let is_add = matches!(step.instruction, Instruction::Add(_));

@@ -51,6 +51,7 @@ fn each_check_fires_on_its_problem_and_not_on_the_fix() {
         ("WorkdirRelativePath", "FROM alpine:3.19\nWORKDIR app\nUSER 1\n", "FROM alpine:3.19\nWORKDIR /app\nUSER 1\n"),
         ("UnusedStage", "FROM alpine:3.19 AS tools\nFROM alpine:3.19\nUSER 1\n", "FROM alpine:3.19 AS tools\nFROM alpine:3.19\nCOPY --from=tools /bin/sh /x\nUSER 1\n"),
         ("UndefinedArgInFrom", "FROM alpine:${VERSION}\nUSER 1\n", "ARG VERSION=3.19\nFROM alpine:${VERSION}\nUSER 1\n"),
+        ("ArgUsedBeforeDeclared", "FROM alpine:3.19\nWORKDIR /opt/$APP\nARG APP=web\nUSER 1\n", "FROM alpine:3.19\nARG APP=web\nWORKDIR /opt/$APP\nUSER 1\n"),
         ("SecretsUsedInArgOrEnv", "FROM alpine:3.19\nARG GITHUB_TOKEN\nUSER 1\n", "FROM alpine:3.19\nARG GITHUB_USER\nUSER 1\n"),
         ("SecretsUsedInArgOrEnv", "FROM alpine:3.19\nENV DB_PASSWORD=x\nUSER 1\n", "FROM alpine:3.19\nENV DB_HOST=x\nUSER 1\n"),
         ("StageNameCasing", "FROM alpine:3.19 AS Build\nFROM alpine:3.19\nCOPY --from=build /x /x\nUSER 1\n", "FROM alpine:3.19 AS build\nFROM alpine:3.19\nCOPY --from=build /x /x\nUSER 1\n"),
