@@ -376,6 +376,20 @@ where
         *ready = Some(next?);
         Ok(())
     };
+    // Everything still batched or packed, written out (before a big file, and at the end).
+    let drain = |batch: &mut Vec<Vec<Entry>>,
+                 ready: &mut Option<Vec<Packed>>,
+                 out: &mut Counting<W>,
+                 diff: &mut Sha256,
+                 size: &mut u64,
+                 report: &mut Report|
+     -> io::Result<()> {
+        flush(batch, ready, out, diff, size, report)?;
+        match ready.take() {
+            Some(p) => emit(p, out, diff, size, report),
+            None => Ok(()),
+        }
+    };
     for g in groups(entries) {
         match g {
             Group::Small(list) => {
@@ -394,7 +408,7 @@ where
                 }
             }
             Group::Big(e) => {
-                flush(
+                drain(
                     &mut batch,
                     &mut ready,
                     &mut out,
@@ -402,9 +416,6 @@ where
                     &mut size,
                     &mut report,
                 )?;
-                if let Some(p) = ready.take() {
-                    emit(p, &mut out, &mut diff, &mut size, &mut report)?;
-                }
                 batch_bytes = 0;
                 let one = std::slice::from_ref(&e);
                 let key = member_key(one, epoch, digest_of);
@@ -467,7 +478,7 @@ where
             }
         }
     }
-    flush(
+    drain(
         &mut batch,
         &mut ready,
         &mut out,
@@ -475,9 +486,6 @@ where
         &mut size,
         &mut report,
     )?;
-    if let Some(p) = ready.take() {
-        emit(p, &mut out, &mut diff, &mut size, &mut report)?;
-    }
     // The end-of-archive blocks, as a member of their own.
     let trailer = [0u8; 1024];
     diff.update(trailer);
