@@ -17,7 +17,7 @@ pub mod progress;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -352,8 +352,6 @@ struct Session<'a> {
     next_id: AtomicUsize,
     misses: AtomicUsize,
     hits: AtomicUsize,
-    any_miss: AtomicBool,
-    newest_hit: AtomicU64,
 }
 
 impl Session<'_> {
@@ -363,14 +361,12 @@ impl Session<'_> {
         }
     }
 
-    fn hit(&self, created: u64) {
+    fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
-        self.newest_hit.fetch_max(created, Ordering::Relaxed);
     }
 
     fn missed(&self) {
         self.misses.fetch_add(1, Ordering::Relaxed);
-        self.any_miss.store(true, Ordering::Relaxed);
     }
 
     fn slot(&self, stage: &str, step: &Step) -> crate::reference::Digest {
@@ -412,8 +408,6 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         next_id: AtomicUsize::new(0),
         misses: AtomicUsize::new(0),
         hits: AtomicUsize::new(0),
-        any_miss: AtomicBool::new(false),
-        newest_hit: AtomicU64::new(0),
     };
     let has_run = df.stages.iter().any(|s| {
         s.steps
@@ -491,12 +485,18 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
     for (k, v) in &opts.labels {
         state.config.config.labels.insert(k.clone(), v.clone());
     }
-    // A build that ran nothing keeps the time of the build that made its layers, so a
-    // no-change rebuild gives the same image digest.
-    let newest = session.newest_hit.load(Ordering::Relaxed);
+    // An image whose every step came from the cache keeps the time of the newest of them,
+    // so it is the same image as before, whatever other stages ran again.
+    let all_cached =
+        !state.steps.is_empty() && state.steps.iter().all(|(_, r)| r.created != created);
     let when = match opts.epoch {
         Some(e) => e,
-        None if !session.any_miss.load(Ordering::Relaxed) && newest > 0 => newest,
+        None if all_cached => state
+            .steps
+            .iter()
+            .map(|(_, r)| r.created)
+            .max()
+            .unwrap_or(created),
         None => created,
     };
     for h in &mut state.config.history {
@@ -832,7 +832,7 @@ fn build_stage(
         };
         let record = match hit {
             Some(hit) => {
-                session.hit(hit.record.created);
+                session.hit();
                 if let Some(l) = &hit.record.layer {
                     if let Some(remote) = hit.remote {
                         state.remote.insert(l.digest.clone(), remote);
