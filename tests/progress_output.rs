@@ -84,3 +84,34 @@ fn plain_mode_is_one_line_per_event() {
         "{events:?}"
     );
 }
+
+#[test]
+fn layers_pulled_during_a_build_are_reported_with_their_size() {
+    let reg = crate::support::registry::Registry::start(crate::support::registry::Mode::Plain);
+    let ws = Workspace::new();
+    let base = ws.tmp.path().join("bb");
+    crate::support::layout::busybox_layout(&base);
+    let image = format!("{}/library/busybox:1", reg.host);
+    crate::support::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", base.display()),
+            &format!("docker://{image}"),
+        ],
+    );
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        &format!("FROM {image}\nRUN echo hi > /x\n"),
+    );
+    let o = ws.rbuild(&["--progress", "plain"], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("pulled 1 layer (")
+            && err.contains(&format!("from {}/library/busybox in", reg.host)),
+        "{err}"
+    );
+}

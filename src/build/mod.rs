@@ -245,12 +245,28 @@ fn fetch_remote(
                 .push(l.clone());
         }
     }
-    for ((client, r), list) in by_source.into_values() {
+    for ((client, r), mut list) in by_source.into_values() {
+        list.retain(|l| crate::reference::Digest::parse(&l.digest).is_ok_and(|d| !store.has(&d)));
+        if list.is_empty() {
+            continue;
+        }
+        let started = std::time::Instant::now();
         crate::registry::pull::fetch_blobs(client, r, &list, store)
             .map_err(|e| BuildError::Base(base::BaseError::Registry(e)))?;
+        if let Some(report) = PULL_REPORTER.lock().expect("reporter lock").as_ref() {
+            report(&Event::Pulled {
+                from: format!("{}/{}", r.domain, r.path),
+                layers: list.len(),
+                bytes: list.iter().map(|l| l.size).sum(),
+                secs: started.elapsed().as_secs_f64(),
+            });
+        }
     }
     Ok(())
 }
+
+/// Where layer downloads during a build are reported (set for the duration of [`build`]).
+static PULL_REPORTER: std::sync::Mutex<Option<progress::Reporter>> = std::sync::Mutex::new(None);
 
 impl StageState {
     /// The base image's layers unpacked (shared, cached by chain ID), if there are any.
@@ -420,6 +436,7 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
             text: "RUN isolation: chroot (no CAP_SYS_ADMIN here, so no namespaces or overlay; every RUN unpacks the stage and compares the tree before and after)".into(),
         });
     }
+    *PULL_REPORTER.lock().expect("reporter lock") = opts.progress.clone();
     let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
     let warnings: Vec<String> = global
         .unused_build_args(df)
@@ -508,6 +525,7 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
     if opts.inline_cache {
         state.config.cache = Some(cache::remote::records_value(&state.steps));
     }
+    *PULL_REPORTER.lock().expect("reporter lock") = None;
     let counts = (
         session.misses.load(Ordering::Relaxed),
         session.hits.load(Ordering::Relaxed),

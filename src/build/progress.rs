@@ -36,6 +36,17 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// Layers were downloaded because a step needed them (lazy bases, registry cache hits).
+    Pulled {
+        /// `registry/repository`.
+        from: String,
+        /// How many layers.
+        layers: usize,
+        /// Compressed bytes moved.
+        bytes: u64,
+        /// Wall time.
+        secs: f64,
+    },
     /// A line a RUN step's command printed.
     Output {
         /// Step number.

@@ -120,6 +120,14 @@ fn json(e: &Event) -> serde_json::Value {
         Event::Output { id, line } => {
             serde_json::json!({"id": id, "event": "output", "line": line})
         }
+        Event::Pulled {
+            from,
+            layers,
+            bytes,
+            secs,
+        } => {
+            serde_json::json!({"event": "pulled", "from": from, "layers": layers, "bytes": bytes, "secs": secs})
+        }
         Event::Done { id, secs, detail } => {
             serde_json::json!({"id": id, "event": "done", "secs": secs, "detail": detail})
         }
@@ -141,9 +149,26 @@ fn plain(e: &Event) -> Option<String> {
         Event::Note { text } => format!("note: {text}"),
         Event::Miss { id, reason } => format!("#{id} miss: {reason}"),
         Event::Output { id, line } => format!("#{id} | {line}"),
+        Event::Pulled { .. } => pulled(e),
         Event::Done { id, secs, detail } if detail.is_empty() => format!("#{id} DONE {secs:.1}s"),
         Event::Done { id, secs, detail } => format!("#{id} DONE {secs:.1}s ({detail})"),
     })
+}
+
+fn pulled(e: &Event) -> String {
+    match e {
+        Event::Pulled {
+            from,
+            layers,
+            bytes,
+            secs,
+        } => format!(
+            "pulled {layers} layer{} ({}) from {from} in {secs:.1}s",
+            if *layers == 1 { "" } else { "s" },
+            super::store::human(*bytes)
+        ),
+        _ => String::new(),
+    }
 }
 
 struct TtyState {
@@ -211,6 +236,9 @@ impl TtyState {
             Some(Event::Miss { .. }) => {}
             Some(Event::Note { text }) => {
                 let _ = writeln!(err, "note: {text}");
+            }
+            Some(Event::Pulled { .. }) => {
+                let _ = writeln!(err, " => {}", pulled(e.expect("some")));
             }
             Some(Event::Output { id, line }) => {
                 let _ = writeln!(err, "    #{id} | {line}");
