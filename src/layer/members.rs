@@ -286,6 +286,184 @@ impl<W: Write> Write for Tee<'_, W> {
     }
 }
 
+/// How small groups become members: tar bytes, then a copied member or a compressed one.
+struct Packer<'a, F> {
+    epoch: Option<u64>,
+    digest_of: &'a F,
+    reuse: Option<&'a Reuse>,
+}
+
+impl<F: Fn(&Entry) -> Option<String> + Sync> Packer<'_, F> {
+    /// Packs a batch of small groups on the pool (read, tar, copy or compress).
+    fn pack(&self, batch: &[Vec<Entry>]) -> io::Result<Vec<Packed>> {
+        batch
+            .par_iter()
+            .map(|g| {
+                let key = member_key(g, self.epoch, self.digest_of);
+                let raw = tar_bytes(g, self.epoch, Vec::new())?;
+                let crc = crc32fast::hash(&raw);
+                let found = key
+                    .as_ref()
+                    .and_then(|k| self.reuse.and_then(|r| r.get(k, crc, raw.len() as u64)));
+                let (z, reused) = match found {
+                    Some(z) => (z, true),
+                    None => (gzip(&raw, crc)?, false),
+                };
+                Ok(Packed {
+                    key,
+                    raw,
+                    z,
+                    reused,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The write side: the blob, the diff_id hash, the uncompressed size, the member map.
+struct Sink<W: Write> {
+    out: Counting<W>,
+    diff: Sha256,
+    size: u64,
+    report: Report,
+}
+
+impl<W: Write> Sink<W> {
+    /// Hashes and writes packed members in order.
+    fn emit(&mut self, packed: Vec<Packed>) -> io::Result<()> {
+        for p in packed {
+            self.diff.update(&p.raw);
+            self.size += p.raw.len() as u64;
+            if p.reused {
+                self.report.reused += 1;
+            } else {
+                self.report.compressed += p.raw.len() as u64;
+            }
+            self.report.members.push(Member {
+                key: p.key,
+                offset: self.out.n,
+                len: p.z.len() as u64,
+            });
+            self.out.write_all(&p.z)?;
+        }
+        Ok(())
+    }
+}
+
+/// Small groups waiting: the batch being filled and the batch packed but not yet written.
+/// A batch is packed on the pool while the previous one is hashed and written, in order.
+struct Pipeline<'a, W: Write, F> {
+    packer: Packer<'a, F>,
+    sink: Sink<W>,
+    batch: Vec<Vec<Entry>>,
+    batch_bytes: u64,
+    ready: Option<Vec<Packed>>,
+}
+
+impl<W: Write + Send, F: Fn(&Entry) -> Option<String> + Sync> Pipeline<'_, W, F> {
+    /// Adds a small group; packs the batch once it is big enough.
+    fn push(&mut self, group: Vec<Entry>) -> io::Result<()> {
+        self.batch_bytes += group.iter().map(|e| e.size + 512).sum::<u64>();
+        self.batch.push(group);
+        if self.batch_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Packs the current batch while writing the one packed before.
+    fn flush(&mut self) -> io::Result<()> {
+        let prev = self.ready.take();
+        let (packer, batch, sink) = (&self.packer, &self.batch, &mut self.sink);
+        let (next, written) = rayon::join(
+            || packer.pack(batch),
+            || match prev {
+                Some(p) => sink.emit(p),
+                None => Ok(()),
+            },
+        );
+        written?;
+        self.batch.clear();
+        self.batch_bytes = 0;
+        self.ready = Some(next?);
+        Ok(())
+    }
+
+    /// Writes out everything batched or packed (before a big file, and at the end).
+    fn drain(&mut self) -> io::Result<()> {
+        self.flush()?;
+        match self.ready.take() {
+            Some(p) => self.sink.emit(p),
+            None => Ok(()),
+        }
+    }
+
+    /// A big file as one member of its own: copied when the previous layer has it (checked
+    /// against the bytes just produced), else streamed through the parallel compressor.
+    fn big(&mut self, e: &Entry) -> io::Result<()> {
+        let one = std::slice::from_ref(e);
+        let epoch = self.packer.epoch;
+        let key = member_key(one, epoch, self.packer.digest_of);
+        let sink = &mut self.sink;
+        let offset = sink.out.n;
+        let reusable = key
+            .as_ref()
+            .and_then(|k| self.packer.reuse.filter(|r| r.members.contains_key(k)));
+        let len = match reusable {
+            Some(r) => {
+                // Produce the bytes for the diff_id only; copy the member if its trailer
+                // matches them.
+                let t = tar_bytes(
+                    one,
+                    epoch,
+                    Tee::<io::Sink> {
+                        diff: &mut sink.diff,
+                        crc: crc32fast::Hasher::new(),
+                        size: 0,
+                        sink: None,
+                    },
+                )?;
+                let (crc, n) = (t.crc.finalize(), t.size);
+                sink.size += n;
+                match r.get(key.as_ref().expect("reusable has a key"), crc, n) {
+                    Some(z) => {
+                        sink.report.reused += 1;
+                        sink.out.write_all(&z)?;
+                        z.len() as u64
+                    }
+                    None => {
+                        // The map was stale: compress after all (reads the file again; rare).
+                        sink.report.compressed += n;
+                        let mut gz = ParallelGzip::new(&mut sink.out, LEVEL);
+                        tar_bytes(one, epoch, &mut gz)?;
+                        gz.finish()?;
+                        sink.out.n - offset
+                    }
+                }
+            }
+            None => {
+                let mut gz = ParallelGzip::new(&mut sink.out, LEVEL);
+                let t = tar_bytes(
+                    one,
+                    epoch,
+                    Tee {
+                        diff: &mut sink.diff,
+                        crc: crc32fast::Hasher::new(),
+                        size: 0,
+                        sink: Some(&mut gz),
+                    },
+                )?;
+                sink.size += t.size;
+                sink.report.compressed += t.size;
+                gz.finish()?;
+                sink.out.n - offset
+            }
+        };
+        sink.report.members.push(Member { key, offset, len });
+        Ok(())
+    }
+}
+
 /// Writes `entries` as a tar layer of gzip members into `out`; `digest_of` gives a file's
 /// content id (for member keys), `reuse` an earlier layer to copy members from.
 pub fn write_members<W, F>(
@@ -301,210 +479,52 @@ where
 {
     entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     entries.dedup_by(|b, a| a.path == b.path);
-    let mut out = Counting { inner: out, n: 0 };
-    let mut diff = Sha256::new();
-    let mut size = 0u64;
-    let mut report = Report::default();
-    // Batches of small groups are packed (read, tar, compress or copy) on the pool while
-    // the previous batch is hashed for the diff_id and written, in order.
-    let mut batch: Vec<Vec<Entry>> = Vec::new();
-    let mut batch_bytes = 0u64;
-    let mut ready: Option<Vec<Packed>> = None;
-    let pack = |batch: &[Vec<Entry>]| -> io::Result<Vec<Packed>> {
-        batch
-            .par_iter()
-            .map(|g| {
-                let key = member_key(g, epoch, digest_of);
-                let raw = tar_bytes(g, epoch, Vec::new())?;
-                let crc = crc32fast::hash(&raw);
-                let found = key
-                    .as_ref()
-                    .and_then(|k| reuse.and_then(|r| r.get(k, crc, raw.len() as u64)));
-                let (z, reused) = match found {
-                    Some(z) => (z, true),
-                    None => (gzip(&raw, crc)?, false),
-                };
-                Ok(Packed {
-                    key,
-                    raw,
-                    z,
-                    reused,
-                })
-            })
-            .collect()
-    };
-    let emit = |packed: Vec<Packed>,
-                out: &mut Counting<W>,
-                diff: &mut Sha256,
-                size: &mut u64,
-                report: &mut Report|
-     -> io::Result<()> {
-        for p in packed {
-            diff.update(&p.raw);
-            *size += p.raw.len() as u64;
-            if p.reused {
-                report.reused += 1;
-            } else {
-                report.compressed += p.raw.len() as u64;
-            }
-            report.members.push(Member {
-                key: p.key,
-                offset: out.n,
-                len: p.z.len() as u64,
-            });
-            out.write_all(&p.z)?;
-        }
-        Ok(())
-    };
-    let flush = |batch: &mut Vec<Vec<Entry>>,
-                 ready: &mut Option<Vec<Packed>>,
-                 out: &mut Counting<W>,
-                 diff: &mut Sha256,
-                 size: &mut u64,
-                 report: &mut Report|
-     -> io::Result<()> {
-        let prev = ready.take();
-        let (next, written) = rayon::join(
-            || pack(batch),
-            || match prev {
-                Some(p) => emit(p, out, diff, size, report),
-                None => Ok(()),
-            },
-        );
-        written?;
-        batch.clear();
-        *ready = Some(next?);
-        Ok(())
-    };
-    // Everything still batched or packed, written out (before a big file, and at the end).
-    let drain = |batch: &mut Vec<Vec<Entry>>,
-                 ready: &mut Option<Vec<Packed>>,
-                 out: &mut Counting<W>,
-                 diff: &mut Sha256,
-                 size: &mut u64,
-                 report: &mut Report|
-     -> io::Result<()> {
-        flush(batch, ready, out, diff, size, report)?;
-        match ready.take() {
-            Some(p) => emit(p, out, diff, size, report),
-            None => Ok(()),
-        }
+    let mut p = Pipeline {
+        packer: Packer {
+            epoch,
+            digest_of,
+            reuse,
+        },
+        sink: Sink {
+            out: Counting { inner: out, n: 0 },
+            diff: Sha256::new(),
+            size: 0,
+            report: Report::default(),
+        },
+        batch: Vec::new(),
+        batch_bytes: 0,
+        ready: None,
     };
     for g in groups(entries) {
         match g {
-            Group::Small(list) => {
-                batch_bytes += list.iter().map(|e| e.size + 512).sum::<u64>();
-                batch.push(list);
-                if batch_bytes >= BATCH_BYTES {
-                    flush(
-                        &mut batch,
-                        &mut ready,
-                        &mut out,
-                        &mut diff,
-                        &mut size,
-                        &mut report,
-                    )?;
-                    batch_bytes = 0;
-                }
-            }
+            Group::Small(list) => p.push(list)?,
             Group::Big(e) => {
-                drain(
-                    &mut batch,
-                    &mut ready,
-                    &mut out,
-                    &mut diff,
-                    &mut size,
-                    &mut report,
-                )?;
-                batch_bytes = 0;
-                let one = std::slice::from_ref(&e);
-                let key = member_key(one, epoch, digest_of);
-                let offset = out.n;
-                let reusable = key
-                    .as_ref()
-                    .and_then(|k| reuse.and_then(|r| r.members.get(k).map(|_| r)));
-                let len = match reusable {
-                    Some(r) => {
-                        // Produce the bytes for the diff_id only; copy the member if its
-                        // trailer matches them.
-                        let t = tar_bytes(
-                            one,
-                            epoch,
-                            Tee::<io::Sink> {
-                                diff: &mut diff,
-                                crc: crc32fast::Hasher::new(),
-                                size: 0,
-                                sink: None,
-                            },
-                        )?;
-                        let (crc, n) = (t.crc.finalize(), t.size);
-                        size += n;
-                        match r.get(key.as_ref().expect("reusable has a key"), crc, n) {
-                            Some(z) => {
-                                report.reused += 1;
-                                out.write_all(&z)?;
-                                z.len() as u64
-                            }
-                            None => {
-                                // The map was stale: compress after all (reads the file
-                                // again; rare).
-                                report.compressed += n;
-                                let mut gz = ParallelGzip::new(&mut out, LEVEL);
-                                tar_bytes(one, epoch, &mut gz)?;
-                                gz.finish()?;
-                                out.n - offset
-                            }
-                        }
-                    }
-                    None => {
-                        let mut gz = ParallelGzip::new(&mut out, LEVEL);
-                        let t = tar_bytes(
-                            one,
-                            epoch,
-                            Tee {
-                                diff: &mut diff,
-                                crc: crc32fast::Hasher::new(),
-                                size: 0,
-                                sink: Some(&mut gz),
-                            },
-                        )?;
-                        size += t.size;
-                        report.compressed += t.size;
-                        gz.finish()?;
-                        out.n - offset
-                    }
-                };
-                report.members.push(Member { key, offset, len });
+                p.drain()?;
+                p.big(&e)?;
             }
         }
     }
-    drain(
-        &mut batch,
-        &mut ready,
-        &mut out,
-        &mut diff,
-        &mut size,
-        &mut report,
-    )?;
+    p.drain()?;
+    let mut sink = p.sink;
     // The end-of-archive blocks, as a member of their own.
     let trailer = [0u8; 1024];
-    diff.update(trailer);
-    size += 1024;
+    sink.diff.update(trailer);
+    sink.size += 1024;
     let z = gzip(&trailer, crc32fast::hash(&trailer))?;
-    report.members.push(Member {
+    sink.report.members.push(Member {
         key: None,
-        offset: out.n,
+        offset: sink.out.n,
         len: z.len() as u64,
     });
-    out.write_all(&z)?;
-    out.flush()?;
+    sink.out.write_all(&z)?;
+    sink.out.flush()?;
     Ok((
         Uncompressed {
-            diff_id: Digest::from_sha256(&diff.finalize()),
-            size,
+            diff_id: Digest::from_sha256(&sink.diff.finalize()),
+            size: sink.size,
         },
-        out.inner,
-        report,
+        sink.out.inner,
+        sink.report,
     ))
 }
 
