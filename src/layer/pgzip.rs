@@ -8,7 +8,6 @@
 //! output depends only on the input, the level and the block size — never on the number of
 //! threads or on timing — so layers stay bit-for-bit reproducible.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
@@ -33,49 +32,41 @@ pub struct ParallelGzip<W: Write> {
     header_written: bool,
 }
 
-thread_local! {
-    static ENCODER: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
-}
-
 /// Raw-deflates one block; `last` ends the stream, otherwise a sync flush byte-aligns it.
+///
+/// Every block gets a fresh encoder: zlib-rs's `reset` does not clear all of an encoder's
+/// state, and a reused one compressed a block differently after a large job on the same
+/// thread, so layers were not reproducible. The setup costs little next to a 256 KiB block.
 pub(crate) fn deflate_block(
     level: u32,
     dict: Option<&[u8]>,
     input: &[u8],
     last: bool,
 ) -> io::Result<Vec<u8>> {
-    ENCODER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        match slot.as_mut() {
-            Some((l, c)) if *l == level => c.reset(),
-            _ => *slot = Some((level, Compress::new(Compression::new(level), false))),
+    let mut c = Compress::new(Compression::new(level), false);
+    if let Some(d) = dict {
+        c.set_dictionary(d).map_err(io::Error::other)?;
+    }
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
+    loop {
+        let consumed = c.total_in() as usize;
+        let status = c
+            .compress_vec(&input[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
+        let done_input = c.total_in() as usize == input.len();
+        let room_left = out.len() < out.capacity();
+        match status {
+            Status::StreamEnd => break,
+            _ if done_input && room_left && !last => break,
+            _ => out.reserve(out.capacity().max(4096)),
         }
-        let (_, c) = slot.as_mut().expect("encoder set above");
-        if let Some(d) = dict {
-            c.set_dictionary(d).map_err(io::Error::other)?;
-        }
-        let flush = if last {
-            FlushCompress::Finish
-        } else {
-            FlushCompress::Sync
-        };
-        let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
-        let start_in = c.total_in();
-        loop {
-            let consumed = (c.total_in() - start_in) as usize;
-            let status = c
-                .compress_vec(&input[consumed..], &mut out, flush)
-                .map_err(io::Error::other)?;
-            let done_input = (c.total_in() - start_in) as usize == input.len();
-            let room_left = out.len() < out.capacity();
-            match status {
-                Status::StreamEnd => break,
-                _ if done_input && room_left && !last => break,
-                _ => out.reserve(out.capacity().max(4096)),
-            }
-        }
-        Ok(out)
-    })
+    }
+    Ok(out)
 }
 
 /// Waits for a block; on a rayon worker it runs other jobs meanwhile, so a writer used inside
@@ -185,6 +176,46 @@ impl<W: Write> Write for ParallelGzip<W> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// Text-like bytes with little repetition (xorshift words), unlike [`sample`].
+    fn varied(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if i % 3 == 0 {
+                    b"function value return "[(x % 22) as usize]
+                } else {
+                    (x % 26) as u8 + b'a'
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_block_compresses_the_same_whatever_ran_before_on_the_thread() {
+        let dict = varied(1, DICT);
+        let block = varied(2, BLOCK);
+        let first = std::thread::spawn({
+            let (d, b) = (dict.clone(), block.clone());
+            move || deflate_block(6, Some(&d), &b, false).unwrap()
+        })
+        .join()
+        .unwrap();
+        let after_big_job = std::thread::spawn(move || {
+            deflate_block(6, None, &varied(5, 1_100_000), true).unwrap();
+            deflate_block(6, None, &varied(3, 1000), true).unwrap();
+            deflate_block(6, Some(&dict), &block, false).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert!(
+            first == after_big_job,
+            "deflate output depends on the thread's history"
+        );
+    }
 
     fn sample(len: usize) -> Vec<u8> {
         // Compressible but not trivial: text-like with a slowly changing pattern.
