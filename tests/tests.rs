@@ -8,14 +8,22 @@ mod build_cache;
 #[path = "build_image.rs"]
 mod build_image;
 mod conformance;
+#[path = "context_escapes.rs"]
+mod context_escapes;
 #[path = "copy_sources.rs"]
 mod copy_sources;
+#[path = "credentials_stay_hidden.rs"]
+mod credentials_stay_hidden;
+#[path = "disk_full.rs"]
+mod disk_full;
 #[path = "docs_cli.rs"]
 mod docs_cli;
 #[path = "docs_examples.rs"]
 mod docs_examples;
 #[path = "frontend_never_panics.rs"]
 mod frontend_never_panics;
+#[path = "hostile_layers.rs"]
+mod hostile_layers;
 #[path = "interrupted_builds.rs"]
 mod interrupted_builds;
 #[path = "lint_checks.rs"]
@@ -34,6 +42,8 @@ mod pull_policy;
 mod registry_auth;
 #[path = "registry_cache.rs"]
 mod registry_cache;
+#[path = "registry_faults.rs"]
+mod registry_faults;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
 #[path = "rootless_run.rs"]

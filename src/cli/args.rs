@@ -24,6 +24,9 @@ pub enum Commands {
     Rmi(RmiArgs),
     /// Remove build cache (by age, size or all) and blobs nothing refers to.
     Prune(PruneArgs),
+    /// Verify the store: blobs hash to their names, images and cache records are whole, no
+    /// mounts left over (exit 1 on damage).
+    Check(StoreArgs),
     /// Show the parts of an image reference, with Docker's defaults marked.
     #[command(name = "inspect-ref")]
     InspectRef(InspectRefArgs),
@@ -57,6 +60,10 @@ pub struct RegistryArgs {
     /// Try this mirror first for docker.io images (repeatable).
     #[arg(long = "registry-mirror")]
     pub mirrors: Vec<String>,
+    /// Log every registry request (method, URL, status) to stderr; passwords, tokens and
+    /// signed URLs are never shown. Also `RBUILD_DEBUG=1`.
+    #[arg(long, short = 'D', visible_alias = "verbose")]
+    pub debug: bool,
 }
 
 /// `rbuild pull`.

@@ -57,9 +57,21 @@ impl CliError {
         self.kind as u8
     }
 
-    /// Prints to stderr.
+    /// Prints to stderr. A full disk or quota gets a hint of its own, whatever failed.
     pub fn report(&self) {
-        eprintln!("{self}");
+        let full = ["No space left on device", "Disk quota exceeded"]
+            .iter()
+            .any(|m| self.message.contains(m));
+        if full && self.hint.is_none() {
+            let with = CliError {
+                kind: self.kind,
+                message: self.message.clone(),
+                hint: Some("free space on that filesystem (`rbuild prune` drops build cache), or put the store on a larger one with --root DIR or RBUILD_ROOT; nothing half-written was kept".into()),
+            };
+            eprintln!("{with}");
+        } else {
+            eprintln!("{self}");
+        }
     }
 }
 
@@ -80,7 +92,7 @@ impl From<crate::registry::RegistryError> for CliError {
             R::NameUnknown { .. } => ExitKind::RepositoryNotFound,
             R::ManifestUnknown { .. } => ExitKind::TagNotFound,
             R::Unauthorized { .. } => ExitKind::Unauthorized,
-            R::Network { .. } => ExitKind::Network,
+            R::Network { .. } | R::Unavailable { .. } => ExitKind::Network,
             _ => ExitKind::Failure,
         };
         let hint = e.hint();

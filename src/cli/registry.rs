@@ -20,6 +20,7 @@ pub(super) fn client(a: &RegistryArgs) -> Arc<Client> {
     let mut opts = Options::from_env();
     opts.insecure = a.insecure.clone();
     opts.mirrors = a.mirrors.clone();
+    opts.debug |= a.debug;
     Arc::new(Client::new(opts))
 }
 

@@ -232,3 +232,38 @@ pub(super) fn prune(a: PruneArgs) -> Result<(), CliError> {
     );
     Ok(())
 }
+
+pub(super) fn check(a: StoreArgs) -> Result<(), CliError> {
+    let store = open(&a)?;
+    // Prune must not delete blobs while they are hashed; builds may go on.
+    let _gc = store.gc_lock(false).map_err(store_err)?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let r = crate::content::verify::verify(&store, &mounts);
+    for l in &r.leftovers {
+        println!("note: {l}; `rbuild prune` removes them");
+    }
+    for p in &r.problems {
+        println!("damaged: {p}");
+    }
+    println!(
+        "{}: {} blobs, {} images, {} cache records checked; {}",
+        store.root().display(),
+        r.blobs,
+        r.images,
+        r.records,
+        if r.problems.is_empty() {
+            "no damage".to_string()
+        } else {
+            format!("{} problems", r.problems.len())
+        }
+    );
+    if r.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            ExitKind::Failure,
+            format!("the store at {} is damaged", store.root().display()),
+        )
+        .hinted("remove the damaged blobs and run `rbuild prune`; builds fetch or rebuild what they need"))
+    }
+}

@@ -7,6 +7,8 @@
 //! [`Store::open`] removes when no other process holds the store. Metadata files are replaced
 //! atomically the same way. A file lock serialises writers of the tag index.
 
+pub mod verify;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -207,6 +207,32 @@ pub enum Whiteouts {
     Overlay,
 }
 
+/// Copies an entry's data into `file`: errors of the stream (truncated, corrupt compression)
+/// are `Read`, errors of the file (disk full) are `Io` naming the entry.
+fn copy_entry(
+    entry: &mut impl Read,
+    file: &mut std::fs::File,
+    raw: &str,
+) -> Result<u64, ApplyError> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 1 << 15];
+    let mut copied = 0u64;
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ApplyError::Read(e)),
+        };
+        file.write_all(&buf[..n]).map_err(|e| ApplyError::Io {
+            op: "write",
+            entry: raw.to_string(),
+            source: e,
+        })?;
+        copied += n as u64;
+    }
+}
+
 /// Applies the layer tar read from `reader` onto `root` (which must exist).
 pub fn apply_layer(root: &Path, reader: impl Read) -> Result<Applied, ApplyError> {
     apply_layer_with(root, reader, Whiteouts::Delete)
@@ -239,7 +265,7 @@ pub fn apply_layer_with(
     let mut applied = Applied::default();
     let mut created: HashSet<Vec<String>> = HashSet::new();
     let mut dirs: Vec<DirMeta> = Vec::new();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(crate::layer::guard::TarGuard::new(reader));
     for entry in archive.entries().map_err(ApplyError::Read)? {
         let mut entry = entry.map_err(ApplyError::Read)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -387,17 +413,7 @@ pub fn apply_layer_with(
             .map_err(io("create"))?;
             let mut file = std::fs::File::from(fd);
             let declared = header.size().map_err(ApplyError::Read)?;
-            let copied = io::copy(&mut entry, &mut file).map_err(|e| {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    ApplyError::Read(e)
-                } else {
-                    ApplyError::Io {
-                        op: "write",
-                        entry: raw.clone(),
-                        source: e,
-                    }
-                }
-            })?;
+            let copied = copy_entry(&mut entry, &mut file, &raw)?;
             if copied != declared {
                 return Err(ApplyError::Read(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod compress;
+pub mod guard;
 pub mod members;
 pub mod pgzip;
 pub mod read;

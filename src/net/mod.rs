@@ -10,6 +10,23 @@ use std::time::Duration;
 /// The user agent rbuild sends.
 pub const USER_AGENT: &str = concat!("rbuild/", env!("CARGO_PKG_VERSION"));
 
+/// How long a request may wait for an answer, and each read of a body may wait for bytes,
+/// before it is given up (and retried): `RBUILD_HTTP_TIMEOUT` seconds, default 120. A stalled
+/// connection is found this way without capping how long a healthy download takes.
+pub fn stall_timeout() -> Duration {
+    std::env::var("RBUILD_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(120), Duration::from_secs)
+}
+
+/// The timeout of a request that sends `bytes` (an upload): the stall timeout plus the time
+/// the bytes take at 256 KiB/s, so slow links finish and dead ones still fail.
+pub fn upload_timeout(bytes: u64) -> Duration {
+    stall_timeout() + Duration::from_secs(bytes / (256 << 10))
+}
+
 /// Builds the shared client; `extra_pem` are CA bundles to trust besides the system's.
 pub fn client(extra_pem: &[Vec<u8>]) -> Result<reqwest::blocking::Client, reqwest::Error> {
     let mut certs = Vec::new();
@@ -24,7 +41,7 @@ pub fn client(extra_pem: &[Vec<u8>]) -> Result<reqwest::blocking::Client, reqwes
     reqwest::blocking::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(30))
-        .timeout(None)
+        .timeout(stall_timeout())
         .tls_certs_merge(certs)
         .build()
 }

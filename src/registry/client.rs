@@ -32,6 +32,9 @@ pub struct Options {
     pub credentials: CredentialStore,
     /// Attempts per request on transient failures.
     pub attempts: u32,
+    /// Log every request (method, URL without its query, status, auth scheme) to stderr;
+    /// credentials, tokens and signed query strings are never printed.
+    pub debug: bool,
 }
 
 impl Options {
@@ -50,6 +53,7 @@ impl Options {
             certs_dirs,
             credentials: CredentialStore::from_env(),
             attempts: 4,
+            debug: std::env::var_os("RBUILD_DEBUG").is_some_and(|v| !v.is_empty() && v != "0"),
         }
     }
 }
@@ -470,18 +474,32 @@ impl Client {
             if let Some(a) = self.authorization(host, scope, what)? {
                 req = req.header(reqwest::header::AUTHORIZATION, a);
             }
-            let resp = match req.send() {
+            let line = self
+                .opts
+                .debug
+                .then(|| (debug_line(&req), std::time::Instant::now()));
+            let sent = req.send();
+            if let Some((line, t)) = line {
+                let took = t.elapsed().as_secs_f64();
+                match &sent {
+                    Ok(r) => eprintln!("debug: {line} -> {} ({took:.3}s)", r.status().as_u16()),
+                    Err(e) => {
+                        eprintln!("debug: {line} -> {} ({took:.3}s)", without_urls(&chain(e)))
+                    }
+                }
+            }
+            let resp = match sent {
                 Ok(r) => r,
                 Err(e) if attempt < self.opts.attempts && !e.is_builder() => {
                     std::thread::sleep(backoff(attempt));
                     continue;
                 }
                 Err(e) => {
-                    let cause = chain(&e);
+                    let cause = without_urls(&chain(&e));
                     return Err(RegistryError::Network {
                         host: host.name.clone(),
                         fix: network_fix(&host.name, &cause),
-                        cause,
+                        cause: format!("{cause} ({attempt} tries)"),
                     });
                 }
             };
@@ -501,13 +519,53 @@ impl Client {
                 }
                 return Err(self.unauthorized(host, what));
             }
-            if transient(status) && attempt < self.opts.attempts {
-                std::thread::sleep(retry_after(&resp).unwrap_or_else(|| backoff(attempt)));
-                continue;
+            if transient(status) {
+                if attempt < self.opts.attempts {
+                    std::thread::sleep(retry_after(&resp).unwrap_or_else(|| backoff(attempt)));
+                    continue;
+                }
+                return Err(RegistryError::Unavailable {
+                    host: host.name.clone(),
+                    what: what.to_string(),
+                    status: status.as_u16(),
+                    tries: attempt,
+                });
             }
             return Ok(resp);
         }
     }
+}
+
+/// `METHOD URL [auth: SCHEME]` for `--debug`: the query string (upload state, signed storage
+/// URLs) and every credential left out.
+fn debug_line(req: &RequestBuilder) -> String {
+    let Some(r) = req.try_clone().and_then(|r| r.build().ok()) else {
+        return "request".into();
+    };
+    let mut url = r.url().clone();
+    url.set_query(None);
+    let auth = r
+        .headers()
+        .get(reqwest::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(' ').next())
+        .map(|scheme| format!(" [auth: {scheme} <redacted>]"))
+        .unwrap_or_default();
+    format!("{} {url}{auth}", r.method())
+}
+
+/// An error chain with URLs cut to scheme, host and path (their queries may be signed).
+fn without_urls(s: &str) -> String {
+    s.split(' ')
+        .map(|w| match w.find('?') {
+            Some(i) if w.contains("://") => {
+                let tail = w.trim_end_matches([')', ',', ':']);
+                format!("{}{}", &w[..i], &w[tail.len()..])
+            }
+            _ => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn backoff(attempt: u32) -> Duration {

@@ -62,6 +62,18 @@ pub enum RegistryError {
         /// What to do.
         fix: String,
     },
+    /// The registry kept answering with a server error or "too many requests".
+    #[error("registry {host} answered {status} to {what}, {tries} tries in a row")]
+    Unavailable {
+        /// Registry host.
+        host: String,
+        /// What was requested.
+        what: String,
+        /// The last status.
+        status: u16,
+        /// How many times it was tried.
+        tries: u32,
+    },
     /// The index has no image for the wanted platform.
     #[error("{reference} has no image for platform {want} (it has: {have})")]
     Platform {
@@ -121,6 +133,11 @@ impl RegistryError {
                 if tried.is_empty() { "nothing".into() } else { tried.join(", ") }
             )),
             RegistryError::Network { fix, .. } => Some(fix.clone()),
+            RegistryError::Unavailable { status, .. } => Some(if *status == 429 {
+                "the registry is rate-limiting this client: wait, log in (higher limits), or use a mirror with --registry-mirror".into()
+            } else {
+                "the registry is failing or overloaded: try again later, or check the registry's logs and status".into()
+            }),
             RegistryError::Platform { .. } => Some("pick one of the listed platforms with --platform".into()),
             _ => None,
         }

@@ -130,28 +130,115 @@ fn push_blob(
     let path = store.blob_path(&digest);
     let data = map_blob(&path).map_err(crate::content::io_err("read", &path))?;
     let size = data.len() as u64;
-    let mut loc = match session {
-        Some(l) => l,
-        None => {
-            let resp = client.send(host, scope, &what, &|h, base| {
+    let up = Upload {
+        client,
+        host,
+        scope,
+        what: format!("{}/{repo}", host.name),
+        digest: &digest,
+        data: &data,
+    };
+    // A failed session (dropped connection, registry error) is checked and, unless the blob
+    // got there after all, started over: a registry may keep the bytes of a cut request in
+    // the session, so resending them to it would corrupt the blob.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let loc = match session.take() {
+            Some(l) => l,
+            None => up.start(repo)?,
+        };
+        match up.send(loc) {
+            Ok(()) => return Ok(Outcome::Uploaded(size)),
+            Err(e) if tries < client.options().attempts && restartable(&e) => {
+                if up.exists(repo)? {
+                    return Ok(Outcome::Uploaded(size));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Failures after which a blob upload is worth starting over.
+fn restartable(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::Network { .. }
+            | RegistryError::Unavailable { .. }
+            | RegistryError::Protocol { .. }
+    )
+}
+
+/// One blob's upload to one repository.
+struct Upload<'a> {
+    client: &'a Client,
+    host: &'a Arc<Host>,
+    scope: &'a Scope,
+    what: String,
+    digest: &'a Digest,
+    data: &'a Bytes,
+}
+
+impl Upload<'_> {
+    fn exists(&self, repo: &str) -> Result<bool, RegistryError> {
+        let d = self.digest;
+        let head = self
+            .client
+            .send(self.host, self.scope, &self.what, &|h, base| {
+                h.head(format!("{base}/v2/{repo}/blobs/{d}"))
+            })?;
+        Ok(head.status().is_success())
+    }
+
+    /// Opens an upload session; returns its URL.
+    fn start(&self, repo: &str) -> Result<String, RegistryError> {
+        let resp = self
+            .client
+            .send(self.host, self.scope, &self.what, &|h, base| {
                 h.post(format!("{base}/v2/{repo}/blobs/uploads/"))
             })?;
-            if resp.status() != StatusCode::ACCEPTED {
-                return Err(protocol(
-                    &host.name,
-                    format!("starting an upload to {what}: {}", resp.status()),
-                ));
-            }
-            location(host, &resp)?
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(protocol(
+                &self.host.name,
+                format!("starting an upload to {}: {}", self.what, resp.status()),
+            ));
         }
-    };
-    if size > MONOLITHIC {
+        location(self.host, &resp)
+    }
+
+    /// Sends the blob through session `loc`: one PUT when small, else PATCH chunks resumed
+    /// from the offset the registry reports after a failed one, then the closing PUT.
+    fn send(&self, mut loc: String) -> Result<(), RegistryError> {
+        let (digest, data, host) = (self.digest, self.data, self.host);
+        let size = data.len() as u64;
+        let fail = |doing: &str, status: StatusCode| {
+            protocol(
+                &host.name,
+                format!("{doing} {digest} to {}: {status}", self.what),
+            )
+        };
+        if size <= MONOLITHIC {
+            let url = with_digest(&loc, digest);
+            let resp = self.client.send(host, self.scope, &self.what, &|h, _| {
+                h.put(&url)
+                    .timeout(crate::net::upload_timeout(size))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(Body::from(data.clone()))
+            })?;
+            return match resp.status() {
+                StatusCode::CREATED => Ok(()),
+                s => Err(fail("uploading", s)),
+            };
+        }
         let mut start = 0;
+        let mut resumes = 0;
         while start < size {
             let len = CHUNK.min(size - start);
             let url = loc.clone();
-            let resp = client.send(host, scope, &what, &|h, _| {
+            let sent = self.client.send(host, self.scope, &self.what, &|h, _| {
                 h.patch(&url)
+                    .timeout(crate::net::upload_timeout(len))
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .header(
                         reqwest::header::CONTENT_RANGE,
@@ -160,39 +247,54 @@ fn push_blob(
                     .body(Body::from(
                         data.slice(start as usize..(start + len) as usize),
                     ))
-            })?;
-            if resp.status() != StatusCode::ACCEPTED {
-                return Err(protocol(
-                    &host.name,
-                    format!("uploading {digest} to {what}: {}", resp.status()),
-                ));
+            });
+            match sent {
+                Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                    loc = location(host, &resp)?;
+                    start += len;
+                }
+                failed if resumes < self.client.options().attempts => {
+                    resumes += 1;
+                    let Some((next, offset)) = self.offset(&loc)? else {
+                        return Err(match failed {
+                            Ok(resp) => fail("uploading", resp.status()),
+                            Err(e) => e,
+                        });
+                    };
+                    (loc, start) = (next, offset);
+                }
+                Ok(resp) => return Err(fail("uploading", resp.status())),
+                Err(e) => return Err(e),
             }
-            loc = location(host, &resp)?;
-            start += len;
         }
-        let url = with_digest(&loc, &digest);
-        let resp = client.send(host, scope, &what, &|h, _| h.put(&url).body(Vec::new()))?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(protocol(
-                &host.name,
-                format!("finishing {digest} on {what}: {}", resp.status()),
-            ));
-        }
-    } else {
-        let url = with_digest(&loc, &digest);
-        let resp = client.send(host, scope, &what, &|h, _| {
-            h.put(&url)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(Body::from(data.clone()))
+        let url = with_digest(&loc, digest);
+        let resp = self.client.send(host, self.scope, &self.what, &|h, _| {
+            h.put(&url).body(Vec::new())
         })?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(protocol(
-                &host.name,
-                format!("uploading {digest} to {what}: {}", resp.status()),
-            ));
+        match resp.status() {
+            StatusCode::CREATED => Ok(()),
+            s => Err(fail("finishing", s)),
         }
     }
-    Ok(Outcome::Uploaded(size))
+
+    /// How much of the session the registry holds (`GET` on it): the next URL and offset,
+    /// or `None` when the session is gone.
+    fn offset(&self, loc: &str) -> Result<Option<(String, u64)>, RegistryError> {
+        let resp = self
+            .client
+            .send(self.host, self.scope, &self.what, &|h, _| h.get(loc))?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let end = resp
+            .headers()
+            .get(reqwest::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| r.rsplit('-').next()?.parse::<u64>().ok());
+        let next = location(self.host, &resp).unwrap_or_else(|_| loc.to_string());
+        // `0-0` means empty as well as one byte; resending that byte is what is safe.
+        Ok(Some((next, end.filter(|e| *e > 0).map_or(0, |e| e + 1))))
+    }
 }
 
 /// Pushes the image whose manifest is `manifest` to `dest` (its tag, or its digest when it

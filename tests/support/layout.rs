@@ -77,19 +77,54 @@ fn put(dir: &Path, data: &[u8]) -> (String, usize) {
     (format!("sha256:{d}"), data.len())
 }
 
+/// A layer blob exactly as stored: media type, bytes, and the diff_id its config declares.
+pub struct RawLayer {
+    pub media_type: &'static str,
+    pub blob: Vec<u8>,
+    pub diff_id: String,
+}
+
+/// `tar` gzip-compressed, as a layer.
+pub fn gzip_layer(tar: &[u8]) -> RawLayer {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    std::io::Write::write_all(&mut gz, tar).unwrap();
+    RawLayer {
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+        blob: gz.finish().unwrap(),
+        diff_id: format!("sha256:{}", hex::encode(Sha256::digest(tar))),
+    }
+}
+
+/// Writes an OCI layout at `dir` whose image has exactly these layer blobs, tagged `tag`.
+/// Returns the layers' digests.
+pub fn write_layout_raw(dir: &Path, tag: &str, layers: &[RawLayer]) -> Vec<String> {
+    let (md, ms) = write_image_raw(dir, "amd64", layers);
+    write_index_json(
+        dir,
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+               "annotations": {"org.opencontainers.image.ref.name": tag}}),
+    );
+    layers
+        .iter()
+        .map(|l| format!("sha256:{}", hex::encode(Sha256::digest(&l.blob))))
+        .collect()
+}
+
 /// Writes the blobs of one image (gzip layers, config for `arch`); returns the manifest's
 /// digest and size.
 fn write_image(dir: &Path, arch: &str, layers: &[Vec<Item<'_>>]) -> (String, usize) {
+    let raw: Vec<RawLayer> = layers.iter().map(|l| gzip_layer(&layer_tar(l))).collect();
+    write_image_raw(dir, arch, &raw)
+}
+
+fn write_image_raw(dir: &Path, arch: &str, layers: &[RawLayer]) -> (String, usize) {
     fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
     for l in layers {
-        let raw = layer_tar(l);
-        diff_ids.push(format!("sha256:{}", hex::encode(Sha256::digest(&raw))));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        std::io::Write::write_all(&mut gz, &raw).unwrap();
-        let (d, n) = put(dir, &gz.finish().unwrap());
-        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
+        diff_ids.push(l.diff_id.clone());
+        let (d, n) = put(dir, &l.blob);
+        descs.push(json!({"mediaType": l.media_type, "digest": d, "size": n}));
     }
     let config = json!({
         "architecture": arch, "os": "linux",
@@ -156,7 +191,7 @@ pub fn busybox_layout(dir: &Path) {
         .expect("/bin/busybox is required (apt-get install busybox-static; scripts/test.sh does)");
     let applets = [
         "sh", "echo", "id", "mkdir", "rm", "cat", "ls", "wc", "hostname", "touch", "chmod", "env",
-        "ln", "chown", "sleep", "find", "stat", "sort", "xargs",
+        "ln", "chown", "sleep", "find", "stat", "sort", "xargs", "dd",
     ];
     let mut items = vec![
         Item::Dir("bin"),

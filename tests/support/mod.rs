@@ -2,6 +2,7 @@
 //! third-party tools, OCI layouts made by hand, the conformance corpus and pass counts.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod layout;
 pub mod registry;
 

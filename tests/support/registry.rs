@@ -26,6 +26,9 @@ pub enum Mode {
     HtpasswdTls,
     /// Bearer tokens from [`TokenIssuer`] (plain HTTP registry).
     Token,
+    /// Like `Token`, but every token expires about 3 seconds after it is issued (the registry
+    /// allows 60 seconds of clock skew past `exp`), so a long push outlives its token.
+    TokenShortLived,
 }
 
 /// A running registry; stopped on drop.
@@ -144,8 +147,9 @@ impl Registry {
                 ));
                 ca = Some(d.join("ca.crt"));
             }
-            Mode::Token => {
-                let t = TokenIssuer::start(d);
+            Mode::Token | Mode::TokenShortLived => {
+                let life = if mode == Mode::Token { 300 } else { 3 };
+                let t = TokenIssuer::start(d, life);
                 config.push_str(&format!(
                     "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: rbuild-test-registry\n    issuer: rbuild-test-issuer\n    rootcertbundle: {}\n",
                     t.port,
@@ -228,7 +232,7 @@ fn b64url(data: &[u8]) -> String {
 }
 
 impl TokenIssuer {
-    fn start(dir: &Path) -> TokenIssuer {
+    fn start(dir: &Path, life: i64) -> TokenIssuer {
         let key = dir.join("token.key");
         let cert = dir.join("token.crt");
         run(
@@ -263,7 +267,7 @@ impl TokenIssuer {
                         let _ = s.set_nonblocking(false);
                         let key = key.clone();
                         let der = der_b64.clone();
-                        std::thread::spawn(move || serve(s, &key, &der));
+                        std::thread::spawn(move || serve(s, &key, &der, life));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -303,7 +307,10 @@ fn decode_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn serve(stream: TcpStream, key: &Path, der_b64: &str) {
+/// The registry accepts a token until 60 seconds (its clock-skew leeway) past `exp`.
+const LEEWAY: i64 = 60;
+
+fn serve(stream: TcpStream, key: &Path, der_b64: &str, life: i64) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -366,13 +373,18 @@ fn serve(stream: TcpStream, key: &Path, der_b64: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs() as i64;
+    let exp = if life < LEEWAY {
+        now + life - LEEWAY
+    } else {
+        now + life
+    };
     let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [der_b64]});
     let claims = serde_json::json!({
         "iss": "rbuild-test-issuer",
         "sub": if authed { USER } else { "" },
         "aud": "rbuild-test-registry",
-        "exp": now + 300, "nbf": now - 10, "iat": now,
+        "exp": exp, "nbf": now - 10, "iat": now,
         "jti": format!("{now}-{}", std::process::id()),
         "access": access,
     });
@@ -396,7 +408,7 @@ fn serve(stream: TcpStream, key: &Path, der_b64: &str) {
     let sig = child.wait_with_output().unwrap().stdout;
     let token = format!("{signing_input}.{}", b64url(&sig));
     let body =
-        serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+        serde_json::json!({"token": token, "access_token": token, "expires_in": life}).to_string();
     let _ = write!(
         out,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",

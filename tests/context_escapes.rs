@@ -1,0 +1,153 @@
+//! The build context is a boundary: symlinks in it are copied as symlinks and never followed
+//! out of it, `COPY ../x` and paths through outward symlinks find nothing, and
+//! `RUN --mount=type=bind` sources cannot reach outside the context (the class of bug behind
+//! buildah's RUN --mount escapes).
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use crate::support::{write, Workspace};
+
+const SECRET: &str = "OUTSIDE-THE-CONTEXT-7f3a";
+
+/// A workspace whose context holds symlinks to a directory and a file outside it.
+fn setup() -> (Workspace, std::path::PathBuf) {
+    let ws = Workspace::new();
+    let outside = ws.tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("secret.txt"), SECRET).unwrap();
+    fs::create_dir_all(ws.ctx()).unwrap();
+    symlink(&outside, ws.ctx().join("dir-out")).unwrap();
+    symlink(outside.join("secret.txt"), ws.ctx().join("file-out")).unwrap();
+    symlink("../outside/secret.txt", ws.ctx().join("rel-out")).unwrap();
+    write(&ws.ctx(), "inside.txt", "inside\n");
+    (ws, outside)
+}
+
+/// Every file's content in every layer of the output image, concatenated.
+fn all_layer_contents(ws: &Workspace) -> String {
+    let mut all = String::new();
+    for d in fs::read_dir(ws.out().join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        let o = std::process::Command::new("tar")
+            .args(["-xzOf"])
+            .arg(d.path())
+            .output()
+            .unwrap();
+        all.push_str(&String::from_utf8_lossy(&o.stdout));
+        all.push_str(&String::from_utf8_lossy(&fs::read(d.path()).unwrap()));
+    }
+    all
+}
+
+#[test]
+fn symlinks_in_the_context_are_copied_as_links_and_never_followed() {
+    let (ws, outside) = setup();
+    write(&ws.ctx(), "Dockerfile", "FROM scratch\nCOPY . /app/\n");
+    ws.build_ok(&[]);
+    let listing = ws.layer_listings().join("\n");
+    for (name, target) in [
+        ("app/dir-out", outside.display().to_string()),
+        (
+            "app/file-out",
+            outside.join("secret.txt").display().to_string(),
+        ),
+        ("app/rel-out", "../outside/secret.txt".to_string()),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with('l') && l.ends_with(&format!("{name} -> {target}"))),
+            "{name} is not a symlink to {target}:\n{listing}"
+        );
+    }
+    assert!(!all_layer_contents(&ws).contains(SECRET));
+}
+
+#[test]
+fn paths_that_leave_the_context_find_nothing() {
+    for (source, expect) in [
+        ("../outside/secret.txt", "outside"),
+        ("dir-out/secret.txt", "not found"),
+        ("file-out", ""),
+        ("rel-out", ""),
+    ] {
+        let (ws, _) = setup();
+        write(
+            &ws.ctx(),
+            "Dockerfile",
+            &format!("FROM scratch\nCOPY {source} /got\n"),
+        );
+        let o = ws.rbuild(&["-t", "app:v1", "-o", &ws.oci_output()], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.success() {
+            // A symlink named directly is copied as the link itself, like BuildKit does.
+            assert!(expect.is_empty(), "COPY {source} succeeded");
+            let listing = ws.layer_listings().join("\n");
+            assert!(
+                listing
+                    .lines()
+                    .any(|l| l.starts_with('l') && l.contains(" got -> ")),
+                "{listing}"
+            );
+            assert!(
+                !all_layer_contents(&ws).contains(SECRET),
+                "COPY {source} copied the secret"
+            );
+        } else {
+            assert!(err.contains(expect), "COPY {source}: {err}");
+        }
+    }
+}
+
+#[test]
+fn bind_mount_sources_cannot_reach_outside_the_context() {
+    let (ws, _) = setup();
+    let bc = ws.busybox_base();
+    for (source, expect) in [
+        ("../../", "outside the context"),
+        ("../outside", "outside the context"),
+        ("dir-out", "not found"),
+        ("file-out", "not found"),
+    ] {
+        write(
+            &ws.ctx(),
+            "Dockerfile",
+            &format!(
+                "FROM base\nRUN --mount=type=bind,source={source},target=/m \
+                 (cat /m/secret.txt /m; find /m -name secret.txt -exec cat {{}} +) > /got 2>&1; true\n"
+            ),
+        );
+        let o = ws.rbuild(
+            &[
+                "--build-context",
+                &bc,
+                "-t",
+                "app:v1",
+                "-o",
+                &ws.oci_output(),
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "bind source {source} was mounted: {err}"
+        );
+        assert!(
+            err.contains(expect) && err.contains(source),
+            "bind source {source}: {err}"
+        );
+    }
+    // Inside the context, a bind mount works (so the refusals above are not blanket ones).
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM base\nRUN --mount=type=bind,source=inside.txt,target=/m cat /m > /got\n",
+    );
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    assert_eq!(fs::read_to_string(root.join("got")).unwrap(), "inside\n");
+}
