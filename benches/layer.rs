@@ -132,14 +132,15 @@ fn members(data: &[u8]) {
     let mut single_size = 0;
     let single = time(|| {
         let w = LayerWriter::new(Count(0), Compression::Gzip).unwrap();
-        let w = write_tar(files(None), None, w).unwrap();
+        let w = write_tar(&mut files(None), None, w).unwrap();
         single_size = w.finish().unwrap().1 .0;
     });
     let mut member_size = 0;
     let mut blob = Vec::new();
     let mut map = String::new();
     let multi = time(|| {
-        let (_, out, report) = write_members(files(None), None, &none, None, Vec::new()).unwrap();
+        let (_, out, report) =
+            write_members(&mut files(None), None, &none, None, Vec::new()).unwrap();
         member_size = out.len() as u64;
         map = map_text(&report.members);
         blob = out;
@@ -156,7 +157,7 @@ fn members(data: &[u8]) {
     let again = time(|| {
         let reuse = Reuse::parse(std::fs::File::open(&path).unwrap(), &map);
         let (_, _, report) =
-            write_members(files(Some(1234)), None, &none, Some(&reuse), Count(0)).unwrap();
+            write_members(&mut files(Some(1234)), None, &none, Some(&reuse), Count(0)).unwrap();
         compressed = report.compressed;
     });
     let _ = std::fs::remove_file(&path);

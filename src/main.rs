@@ -2,6 +2,7 @@
 //! sandbox helper, which rbuild starts as `rbuild __sandbox SPEC` inside new namespaces, and
 //! entering a user namespace when run by an ordinary user.
 fn main() -> std::process::ExitCode {
+    one_malloc_arena();
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 3 && args[1] == "__sandbox" {
         let code = rbuild::exec::sandbox::main(&args[2]);
@@ -18,4 +19,18 @@ fn main() -> std::process::ExitCode {
         rbuild::exec::rootless::enter();
     }
     rbuild::cli::run()
+}
+
+/// glibc gives each thread that allocates an arena of its own (up to 8 per core); memory freed
+/// in one is not reused by another, so the hashing and compression threads pushed peak RSS on
+/// a 200,000-file context from 155 MB (one arena) to 217 MB with no gain in speed. One arena,
+/// unless `MALLOC_ARENA_MAX` says otherwise.
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
 }

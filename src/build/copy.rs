@@ -212,6 +212,9 @@ pub(super) fn copy_entries(
     }
     let mut present: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
     dirs.retain(|d| present.insert(d.path.clone()));
+    drop(present);
+    // Exactly: on 200,000 files a doubled capacity is tens of MB.
+    entries.reserve_exact(dirs.len());
     entries.extend(dirs);
     Ok(entries)
 }

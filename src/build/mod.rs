@@ -851,6 +851,8 @@ fn build_stage(
         let record = match hit {
             Some(hit) => {
                 session.hit();
+                // Per-file key inputs only explain misses.
+                inputs.files = Vec::new();
                 if let Some(l) = &hit.record.layer {
                     if let Some(remote) = hit.remote {
                         state.remote.insert(l.digest.clone(), remote);
@@ -896,6 +898,10 @@ fn build_stage(
                 first_miss.get_or_insert(line);
                 session.missed();
                 session.report(Event::Miss { id, reason });
+                // Recorded now so the per-file inputs can go before the layer is written
+                // (on 200,000 files they are tens of MB).
+                session.index.remember_inputs(&slot, &inputs);
+                inputs.files = Vec::new();
                 let mut ran = false;
                 let mut run_upper = None;
                 let mut detail = String::new();
@@ -959,17 +965,19 @@ fn build_stage(
                         .collect(),
                 };
                 if !layer_entries.is_empty() {
-                    if !ran {
-                        for e in &layer_entries {
-                            state.files.insert(e.path.clone(), e.clone());
-                        }
-                    }
                     let members = (!ran && opts.compression == Compression::Gzip)
                         .then(|| (&*session.hasher, &session.index, &slot));
                     let copied = (!ran && last_run.is_some_and(|r| r > index))
                         .then(|| Arc::new(layer_entries.clone()));
+                    let mut layer_entries = layer_entries;
                     let (desc, diff_id, written) =
-                        write_layer(store, layer_entries, opts, members)?;
+                        write_layer(store, &mut layer_entries, opts, members)?;
+                    if !ran {
+                        // Moved, not copied: on 200,000 files a copy is tens of MB.
+                        for e in layer_entries {
+                            state.files.insert(e.path.clone(), e);
+                        }
+                    }
                     if let Some(e) = copied {
                         state.fresh.insert(diff_id.clone(), e);
                     }
@@ -988,7 +996,6 @@ fn build_stage(
                     record.diff_id = Some(diff_id);
                 }
                 session.index.put(&key, &record)?;
-                session.index.remember_inputs(&slot, &inputs);
                 session.report(Event::Done {
                     id,
                     secs: started.elapsed().as_secs_f64(),
@@ -1852,7 +1859,7 @@ fn parent_dirs(path: &str, include_self: bool, owner: (u64, u64)) -> Vec<Entry> 
 
 fn write_layer(
     store: &Store,
-    entries: Vec<Entry>,
+    entries: &mut Vec<Entry>,
     opts: &BuildOptions,
     members: Option<(&FileHasher, &Index, &crate::reference::Digest)>,
 ) -> Result<(Descriptor, String, String), BuildError> {

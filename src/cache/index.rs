@@ -122,11 +122,24 @@ impl Index {
 
     /// Remembers the inputs of a step's build (best effort: only used to explain misses).
     pub fn remember_inputs(&self, slot: &Digest, inputs: &StepInputs) {
-        if std::fs::create_dir_all(&self.steps).is_ok() {
-            let _ = write_atomic(
-                &self.steps.join(slot.hex()),
-                &serde_json::to_vec(inputs).expect("serialisable"),
-            );
+        if std::fs::create_dir_all(&self.steps).is_err() {
+            return;
+        }
+        // Streamed to a temp file, then renamed: a COPY of 200,000 files has tens of MB of
+        // inputs, which should not be held twice.
+        let dest = self.steps.join(slot.hex());
+        let tmp = self
+            .steps
+            .join(format!(".{}.{}.tmp", slot.hex(), std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let f = std::fs::File::create(&tmp)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+            serde_json::to_writer(&mut w, inputs)?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, &dest)
+        };
+        if write().is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
 }

@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::content::{write_atomic, Store, StoreError};
+use crate::content::{Store, StoreError};
 use rayon::prelude::*;
 
 /// A file's content id (BLAKE3), written `blake3:HEX`.
@@ -144,7 +144,12 @@ impl FileHasher {
 
     /// The content digests of regular files, in the order given (hashed in parallel).
     pub fn digests(&self, paths: &[&Path]) -> std::io::Result<Vec<ContentId>> {
-        paths.par_iter().map(|p| self.digest(p)).collect()
+        let out = paths.par_iter().map(|p| self.digest(p)).collect();
+        // Primed stats serve one COPY: let their memory go before its layer is written.
+        let mut primed = self.primed.lock().expect("primed lock");
+        primed.clear();
+        primed.shrink_to_fit();
+        out
     }
 
     /// One file's content digest.
@@ -196,26 +201,38 @@ impl FileHasher {
         if fresh.is_empty() {
             return Ok(());
         }
-        let mut all = self.known.clone();
-        all.extend(fresh);
-        let mut out = String::with_capacity(all.len() * 120);
-        for (rel, (s, d)) in &all {
-            use std::fmt::Write as _;
-            let _ = writeln!(
-                out,
-                "{}\t{}\t{}\t{}\t{}\t{rel}",
-                s.ino,
-                s.size,
-                s.mtime_ns,
-                s.ctime_ns,
-                d.hex()
-            );
-        }
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(crate::content::io_err("create directory", dir))?;
         }
-        write_atomic(file, out.as_bytes())
+        // Streamed to a temp file and renamed: no second copy of the cache in memory (on
+        // 200,000 files it is tens of MB).
+        let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+            let known = self
+                .known
+                .iter()
+                .filter(|(rel, _)| !fresh.contains_key(*rel));
+            for (rel, (s, d)) in fresh.iter().chain(known) {
+                writeln!(
+                    w,
+                    "{}\t{}\t{}\t{}\t{}\t{rel}",
+                    s.ino,
+                    s.size,
+                    s.mtime_ns,
+                    s.ctime_ns,
+                    d.hex()
+                )?;
+            }
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, file)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            crate::content::io_err("write", file)(e)
+        })
     }
 }
 

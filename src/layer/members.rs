@@ -118,9 +118,9 @@ struct Packed {
     reused: bool,
 }
 
-enum Group {
-    Small(Vec<Entry>),
-    Big(Entry),
+enum Group<'a> {
+    Small(&'a [Entry]),
+    Big(&'a Entry),
 }
 
 fn path_hash(p: &str) -> u64 {
@@ -130,32 +130,33 @@ fn path_hash(p: &str) -> u64 {
     })
 }
 
-fn groups(entries: Vec<Entry>) -> Vec<Group> {
-    let mut out = Vec::new();
-    let mut cur: Vec<Entry> = Vec::new();
-    let mut bytes = 0u64;
-    for e in entries {
-        let big = matches!(e.kind, Kind::File(_)) && e.size >= BIG;
-        if big {
-            if !cur.is_empty() {
-                out.push(Group::Small(std::mem::take(&mut cur)));
-                bytes = 0;
+/// Cuts sorted `entries` into groups (consecutive runs) as the writer asks for them.
+fn groups(entries: &[Entry]) -> impl Iterator<Item = Group<'_>> {
+    let mut at = 0;
+    let mut pending_big: Option<&Entry> = None;
+    std::iter::from_fn(move || {
+        if let Some(b) = pending_big.take() {
+            return Some(Group::Big(b));
+        }
+        let start = at;
+        let mut bytes = 0u64;
+        while at < entries.len() {
+            let e = &entries[at];
+            at += 1;
+            if matches!(e.kind, Kind::File(_)) && e.size >= BIG {
+                if at - 1 == start {
+                    return Some(Group::Big(e));
+                }
+                pending_big = Some(e);
+                return Some(Group::Small(&entries[start..at - 1]));
             }
-            out.push(Group::Big(e));
-            continue;
+            bytes += e.size;
+            if path_hash(&e.path).is_multiple_of(SPREAD) || bytes >= GROUP_BYTES {
+                return Some(Group::Small(&entries[start..at]));
+            }
         }
-        bytes += e.size;
-        let boundary = path_hash(&e.path).is_multiple_of(SPREAD);
-        cur.push(e);
-        if boundary || bytes >= GROUP_BYTES {
-            out.push(Group::Small(std::mem::take(&mut cur)));
-            bytes = 0;
-        }
-    }
-    if !cur.is_empty() {
-        out.push(Group::Small(cur));
-    }
-    out
+        (at > start).then(|| Group::Small(&entries[start..at]))
+    })
 }
 
 fn member_key<F>(entries: &[Entry], epoch: Option<u64>, digest_of: &F) -> Option<Digest>
@@ -295,7 +296,7 @@ struct Packer<'a, F> {
 
 impl<F: Fn(&Entry) -> Option<String> + Sync> Packer<'_, F> {
     /// Packs a batch of small groups on the pool (read, tar, copy or compress).
-    fn pack(&self, batch: &[Vec<Entry>]) -> io::Result<Vec<Packed>> {
+    fn pack(&self, batch: &[&[Entry]]) -> io::Result<Vec<Packed>> {
         batch
             .par_iter()
             .map(|g| {
@@ -355,14 +356,14 @@ impl<W: Write> Sink<W> {
 struct Pipeline<'a, W: Write, F> {
     packer: Packer<'a, F>,
     sink: Sink<W>,
-    batch: Vec<Vec<Entry>>,
+    batch: Vec<&'a [Entry]>,
     batch_bytes: u64,
     ready: Option<Vec<Packed>>,
 }
 
-impl<W: Write + Send, F: Fn(&Entry) -> Option<String> + Sync> Pipeline<'_, W, F> {
+impl<'a, W: Write + Send, F: Fn(&Entry) -> Option<String> + Sync> Pipeline<'a, W, F> {
     /// Adds a small group; packs the batch once it is big enough.
-    fn push(&mut self, group: Vec<Entry>) -> io::Result<()> {
+    fn push(&mut self, group: &'a [Entry]) -> io::Result<()> {
         self.batch_bytes += group.iter().map(|e| e.size + 512).sum::<u64>();
         self.batch.push(group);
         if self.batch_bytes >= BATCH_BYTES {
@@ -465,9 +466,11 @@ impl<W: Write + Send, F: Fn(&Entry) -> Option<String> + Sync> Pipeline<'_, W, F>
 }
 
 /// Writes `entries` as a tar layer of gzip members into `out`; `digest_of` gives a file's
-/// content id (for member keys), `reuse` an earlier layer to copy members from.
+/// content id (for member keys), `reuse` an earlier layer to copy members from. `entries`
+/// are left sorted and without duplicate paths, as the layer holds them, for the caller to
+/// keep without a copy.
 pub fn write_members<W, F>(
-    mut entries: Vec<Entry>,
+    entries: &mut Vec<Entry>,
     epoch: Option<u64>,
     digest_of: &F,
     reuse: Option<&Reuse>,
@@ -495,12 +498,13 @@ where
         batch_bytes: 0,
         ready: None,
     };
+    let entries: &[Entry] = entries;
     for g in groups(entries) {
         match g {
             Group::Small(list) => p.push(list)?,
             Group::Big(e) => {
                 p.drain()?;
-                p.big(&e)?;
+                p.big(e)?;
             }
         }
     }
@@ -554,15 +558,15 @@ mod tests {
             .collect()
     }
 
-    fn plain_tar(entries: Vec<Entry>) -> Vec<u8> {
-        super::super::tar::write_tar(entries, None, Vec::new()).unwrap()
+    fn plain_tar(mut entries: Vec<Entry>) -> Vec<u8> {
+        super::super::tar::write_tar(&mut entries, None, Vec::new()).unwrap()
     }
 
     #[test]
     fn members_decode_to_the_same_tar_and_reuse_what_did_not_change() {
         let none = |_: &Entry| None;
         let (u1, blob1, r1) =
-            write_members(files(400, None), None, &none, None, Vec::new()).unwrap();
+            write_members(&mut files(400, None), None, &none, None, Vec::new()).unwrap();
         let mut dec = Vec::new();
         flate2::read::MultiGzDecoder::new(&blob1[..])
             .read_to_end(&mut dec)
@@ -574,8 +578,14 @@ mod tests {
         let path = std::env::temp_dir().join(format!("rbuild-members-{}", std::process::id()));
         std::fs::write(&path, &blob1).unwrap();
         let reuse = Reuse::parse(File::open(&path).unwrap(), &map_text(&r1.members));
-        let (u2, blob2, r2) =
-            write_members(files(400, Some(7)), None, &none, Some(&reuse), Vec::new()).unwrap();
+        let (u2, blob2, r2) = write_members(
+            &mut files(400, Some(7)),
+            None,
+            &none,
+            Some(&reuse),
+            Vec::new(),
+        )
+        .unwrap();
         std::fs::remove_file(&path).unwrap();
         let mut dec = Vec::new();
         flate2::read::MultiGzDecoder::new(&blob2[..])
@@ -593,15 +603,14 @@ mod tests {
 
     #[test]
     fn boundaries_depend_on_paths_only() {
-        let a: Vec<usize> = groups(files(300, None))
-            .iter()
+        let (fa, fb) = (files(300, None), files(300, Some(3)));
+        let a: Vec<usize> = groups(&fa)
             .map(|g| match g {
                 Group::Small(v) => v.len(),
                 Group::Big(_) => 1,
             })
             .collect();
-        let b: Vec<usize> = groups(files(300, Some(3)))
-            .iter()
+        let b: Vec<usize> = groups(&fb)
             .map(|g| match g {
                 Group::Small(v) => v.len(),
                 Group::Big(_) => 1,

@@ -46,12 +46,12 @@ pub struct Entry {
 }
 
 /// Writes `entries` (sorted here) as a tar stream into `out`; returns `out`.
-pub fn write_tar<W: Write>(mut entries: Vec<Entry>, epoch: Option<u64>, out: W) -> io::Result<W> {
+pub fn write_tar<W: Write>(entries: &mut Vec<Entry>, epoch: Option<u64>, out: W) -> io::Result<W> {
     entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     entries.dedup_by(|b, a| a.path == b.path);
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
-    for e in &entries {
+    for e in entries.iter() {
         append(&mut builder, e, epoch)?;
     }
     builder.into_inner()
@@ -181,8 +181,18 @@ mod tests {
 
     #[test]
     fn sorted_and_byte_identical() {
-        let a = write_tar(vec![file("b", b"2"), file("a", b"1")], None, Vec::new()).unwrap();
-        let b = write_tar(vec![file("a", b"1"), file("b", b"2")], None, Vec::new()).unwrap();
+        let a = write_tar(
+            &mut vec![file("b", b"2"), file("a", b"1")],
+            None,
+            Vec::new(),
+        )
+        .unwrap();
+        let b = write_tar(
+            &mut vec![file("a", b"1"), file("b", b"2")],
+            None,
+            Vec::new(),
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(names(&a), vec!["a", "b"]);
     }
@@ -190,13 +200,13 @@ mod tests {
     #[test]
     fn long_names_survive() {
         let long = format!("{}/{}", "d".repeat(200), "f".repeat(120));
-        let t = write_tar(vec![file(&long, b"x")], None, Vec::new()).unwrap();
+        let t = write_tar(&mut vec![file(&long, b"x")], None, Vec::new()).unwrap();
         assert_eq!(names(&t), vec![long]);
     }
 
     #[test]
     fn epoch_clamps_mtime() {
-        let t = write_tar(vec![file("a", b"1")], Some(10), Vec::new()).unwrap();
+        let t = write_tar(&mut vec![file("a", b"1")], Some(10), Vec::new()).unwrap();
         let mut ar = tar::Archive::new(&t[..]);
         let e = ar.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(e.header().mtime().unwrap(), 10);
