@@ -4,7 +4,7 @@
 use std::fs;
 use std::process::Command;
 
-use crate::support::{is_root, write, Workspace};
+use crate::support::{is_root, noise, write, Workspace};
 
 /// Unmounts on drop.
 struct Tmpfs(std::path::PathBuf);
@@ -37,15 +37,7 @@ fn a_full_disk_fails_the_build_clearly_and_damages_nothing() {
     let _guard = Tmpfs(small.clone());
     let store = small.join("store");
     // 48 MB that do not compress: the layer cannot fit.
-    let mut x: u64 = 99;
-    let data: Vec<u8> = (0..48 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(99, 48 << 20);
     fs::create_dir_all(ws.ctx()).unwrap();
     fs::write(ws.ctx().join("big.bin"), &data).unwrap();
     write(&ws.ctx(), "small.txt", "small\n");

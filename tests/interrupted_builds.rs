@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use crate::support::{write, Workspace};
+use crate::support::{noise, write, Workspace};
 
 /// Processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<u32> {
@@ -95,19 +95,6 @@ fn killing_a_build_during_run_leaves_nothing_behind() {
             .unwrap_or(0);
         assert_eq!(left, 0, "scratch space cleared");
     }
-}
-
-/// Incompressible bytes (xorshift).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Kill -9 at moments spread over a whole build — pull, extract, COPY, RUN, layer write,

@@ -10,20 +10,7 @@ use serde_json::Value;
 use crate::support::faults::{rule, BlobHost, Fault, FaultProxy};
 use crate::support::layout::{file, write_layout};
 use crate::support::registry::{Mode, Registry, PASS, USER};
-use crate::support::{tool, write, Workspace};
-
-/// Incompressible bytes (xorshift), so a layer is as large on the wire as on disk.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::support::{noise, tool, write, Workspace};
 
 /// An image pushed by skopeo: its manifest digest, its 3 MB layer's digest, and the OCI
 /// layout it came from.

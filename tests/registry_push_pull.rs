@@ -219,15 +219,7 @@ fn large_layers_go_up_in_chunks_and_arrive_intact() {
     let reg = Registry::start(Mode::Plain);
     let ws = Workspace::new();
     // 24 MB that gzip cannot shrink below the 16 MiB single-PUT limit.
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let data: Vec<u8> = (0..24_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = crate::support::noise(0x2545f4914f6cdd1d, 24_000_000);
     fs::create_dir_all(ws.ctx()).unwrap();
     fs::write(ws.ctx().join("big.bin"), &data).unwrap();
     write(&ws.ctx(), "Dockerfile", "FROM scratch\nCOPY big.bin /\n");

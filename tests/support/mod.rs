@@ -175,6 +175,19 @@ impl Workspace {
     }
 }
 
+/// `len` incompressible bytes (xorshift from `seed`): layers as large on the wire as on disk.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// True when the tests run as root (ownership is only preserved then).
 pub fn is_root() -> bool {
     rustix_free_euid() == 0
