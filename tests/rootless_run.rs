@@ -43,6 +43,9 @@ fn rbuild_as_nobody(ws: &Workspace, args: &[&str]) -> std::process::Output {
 }
 
 fn chown_tree(p: &Path) {
+    if !p.exists() {
+        return;
+    }
     let o = std::process::Command::new("chown")
         .args(["-R", &format!("{NOBODY}:{NOBODY}"), p.to_str().unwrap()])
         .output()
@@ -165,4 +168,55 @@ fn run_as_another_user_needs_subordinate_ids_and_works_with_them() {
     );
     let data = std::fs::metadata(root.join("data")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&data), 1000);
+}
+
+/// A base layer with a device node (here /dev/mem's numbers): an ordinary user cannot make
+/// one, so it is skipped, and the image built from it holds none.
+#[test]
+fn device_nodes_in_a_base_are_skipped_for_an_ordinary_user() {
+    use crate::support::layout::{gzip_layer, write_layout_raw};
+    let ws = Workspace::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Char);
+    h.set_mode(0o666);
+    h.set_size(0);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(1).unwrap();
+    h.set_path("mem").unwrap();
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    let mut f = tar::Header::new_gnu();
+    f.set_entry_type(tar::EntryType::Regular);
+    f.set_mode(0o644);
+    f.set_size(3);
+    f.set_path("ok.txt").unwrap();
+    f.set_cksum();
+    b.append(&f, &b"ok\n"[..]).unwrap();
+    let base = ws.tmp.path().join("devbase");
+    write_layout_raw(&base, "v1", &[gzip_layer(&b.into_inner().unwrap())]);
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM scratch\nCOPY --from=base / /x/\n",
+    );
+    let bc = format!("base=oci-layout://{}:v1", base.display());
+    let o = rbuild_as_nobody(
+        &ws,
+        &[
+            "--build-context",
+            &bc,
+            "-t",
+            "app:v1",
+            "-o",
+            &ws.oci_output(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listing = ws.layer_listings().join("\n");
+    assert!(listing.contains("x/ok.txt"), "{listing}");
+    assert!(
+        !listing.contains("x/mem") && !listing.lines().any(|l| l.starts_with('c')),
+        "a device node reached the image: {listing}"
+    );
 }
