@@ -317,13 +317,13 @@ fn an_expiring_token_during_a_long_push_is_renewed() {
         "Dockerfile",
         "FROM scratch\nCOPY part0.bin /\nCOPY part1.bin /\nCOPY part2.bin /\nCOPY part3.bin /\n",
     );
-    // Every upload answer comes 2 s late: the push takes several token lifetimes.
-    proxy.set(vec![rule(
-        "PUT",
-        "/blobs/uploads/",
-        1000,
-        Fault::Slow(std::time::Duration::from_secs(2)),
-    )]);
+    // HEAD and upload requests reach the registry 1.5 s late: each is sent with a token that
+    // was valid, and the push as a whole outlives several 3-second tokens.
+    let late = std::time::Duration::from_millis(1500);
+    proxy.set(vec![
+        rule("HEAD", "/blobs/", 1000, Fault::Slow(late)),
+        rule("PUT", "/blobs/uploads/", 1000, Fault::Slow(late)),
+    ]);
     let name = format!("{}/team/app:v1", proxy.host);
     let o = ws.rbuild(
         &["-t", &name, "--push"],
