@@ -19,6 +19,7 @@ pub mod content;
 pub mod exec;
 pub mod export;
 pub mod frontend;
+pub mod fuzzing;
 pub mod image;
 pub mod layer;
 pub mod lint;

@@ -3,6 +3,7 @@
 //! entering a user namespace when run by an ordinary user.
 fn main() -> std::process::ExitCode {
     one_malloc_arena();
+    report_bugs_as_bugs();
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 3 && args[1] == "__sandbox" {
         let code = rbuild::exec::sandbox::main(&args[2]);
@@ -33,4 +34,18 @@ fn one_malloc_arena() {
             libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
+}
+
+/// A panic is a bug in rbuild, never the user's input: say so under the panic message, so the
+/// report carries what a maintainer needs instead of leaving the user to guess what to fix.
+fn report_bugs_as_bugs() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!(
+            "error: rbuild hit an internal error (a bug in rbuild, not in your input)\n  \
+             hint: please report it with the command line and the output of `rbuild --debug ...`; \
+             the store is left consistent (`rbuild check` verifies it)"
+        );
+    }));
 }

@@ -117,3 +117,31 @@ fn long_lines_parse_whole() {
     assert_eq!(words.len(), 10_000);
     assert_eq!(words[0], "a b");
 }
+
+/// The inputs cargo-fuzz found interesting (`fuzz/corpus/TARGET`, grown by
+/// `scripts/fuzz.sh`), replayed through the same entry points: the short CI run of the fuzzers.
+#[test]
+fn the_fuzz_corpus_replays_without_a_panic() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 4] = [
+        ("dockerfile", rbuild::fuzzing::dockerfile),
+        ("shell_lex", rbuild::fuzzing::shell_lex),
+        ("dockerignore", rbuild::fuzzing::dockerignore),
+        ("layer_tar", rbuild::fuzzing::layer_tar),
+    ];
+    for (name, run) in targets {
+        let files: Vec<_> = std::fs::read_dir(corpus.join(name))
+            .unwrap_or_else(|e| panic!("fuzz/corpus/{name}: {e}"))
+            .flatten()
+            .collect();
+        assert!(
+            files.len() > 10,
+            "fuzz/corpus/{name} has {} inputs",
+            files.len()
+        );
+        for f in files {
+            run(&std::fs::read(f.path()).unwrap());
+        }
+    }
+}

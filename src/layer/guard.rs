@@ -57,8 +57,10 @@ fn refused(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// `n` rounded up to whole blocks; a size no stream can hold (a base-256 field near
+/// `u64::MAX`) saturates, and the `tar` crate then fails on the short stream.
 fn padded(n: u64) -> u64 {
-    n.div_ceil(BLOCK as u64) * BLOCK as u64
+    n.div_ceil(BLOCK as u64).saturating_mul(BLOCK as u64)
 }
 
 /// A numeric header field: octal text, or base-256 when the high bit is set.
@@ -271,5 +273,20 @@ mod tests {
         let mut guard = TarGuard::new(&data[..]);
         let e = io::copy(&mut guard, &mut io::sink()).unwrap_err();
         assert!(e.to_string().contains("PAX extended header of"), "{e}");
+    }
+
+    #[test]
+    fn a_size_near_u64_max_fails_the_stream_without_a_panic() {
+        // Found by the layer_tar fuzz target: a base-256 size field of 2^64 - 1.
+        let mut h = ::tar::Header::new_gnu();
+        h.set_path("big").unwrap();
+        h.set_entry_type(::tar::EntryType::Regular);
+        let mut size = [0xff; 12];
+        size[..4].copy_from_slice(&[0x80, 0, 0, 0]);
+        h.as_gnu_mut().unwrap().size = size;
+        h.set_cksum();
+        let mut data = h.as_bytes().to_vec();
+        data.extend(vec![0u8; 2048]);
+        assert!(entries(&data).is_err());
     }
 }
