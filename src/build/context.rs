@@ -1,5 +1,6 @@
 //! The build context: which files a COPY/ADD source selects (paths, wildcards, directory
-//! contents), after `.dockerignore`, never outside the context, symlinks kept as links.
+//! contents), after `.dockerignore`, never outside the context; symlinks inside a copied
+//! directory are kept as links, a source naming a link is followed (inside the context only).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -201,6 +202,16 @@ impl Context {
                 return Ok(false);
             }
         }
+        if meta.is_symlink() {
+            // A source that names a link (directly or by a wildcard) is followed, inside the
+            // context only; links met while walking a directory are copied as links.
+            return match resolve_all(&self.root, rel) {
+                Some(target) if std::fs::metadata(self.root.join(&target)).is_ok() => {
+                    self.collect(&target, dest_rel, out, ignored)
+                }
+                _ => Ok(false),
+            };
+        }
         if !meta.is_dir() {
             out.push(Selected {
                 rel: rel.to_string(),
@@ -343,6 +354,16 @@ impl Context {
 /// link restarts at `root`, `..` stops at `root`), so a source path can never reach outside
 /// the root. The last component is kept as is. `None` after too many links (a loop).
 pub fn resolve_parents(root: &Path, rel: &str) -> Option<String> {
+    resolve_in_root(root, rel, false)
+}
+
+/// Like [`resolve_parents`], and follows a symlink in the last component too (within the
+/// root): what BuildKit does with a COPY source that names a link.
+pub fn resolve_all(root: &Path, rel: &str) -> Option<String> {
+    resolve_in_root(root, rel, true)
+}
+
+fn resolve_in_root(root: &Path, rel: &str, follow_last: bool) -> Option<String> {
     let mut todo: std::collections::VecDeque<String> = rel
         .split('/')
         .filter(|c| !c.is_empty())
@@ -359,7 +380,7 @@ pub fn resolve_parents(root: &Path, rel: &str) -> Option<String> {
             }
             _ => {}
         }
-        if todo.is_empty() {
+        if todo.is_empty() && !follow_last {
             out.push(c);
             break;
         }

@@ -419,8 +419,10 @@ fn select(
                 _ => sel.rel.clone(),
             };
         } else if single_file {
+            // Named as the source says, which for a followed link is the link's name.
             sel.dest_rel = if place.dest_is_dir {
-                sel.rel.rsplit('/').next().unwrap_or(&sel.rel).to_string()
+                let named = clean_path(&format!("/{s}"));
+                named.rsplit('/').next().unwrap_or(&sel.rel).to_string()
             } else {
                 String::new()
             };
