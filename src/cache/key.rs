@@ -150,24 +150,53 @@ pub fn why_missed(old: &StepInputs, new: &StepInputs) -> Option<String> {
 }
 
 fn diff_pairs(old: &[(String, String)], new: &[(String, String)], what: &str) -> Option<String> {
-    use std::collections::BTreeMap;
-    let a: BTreeMap<&str, &str> = old.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let b: BTreeMap<&str, &str> = new.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut changes = Vec::new();
-    for (k, v) in &b {
-        match a.get(k) {
-            None => changes.push(format!("{what} {k} added")),
-            Some(o) if o != v => changes.push(format!("{what} {k} changed")),
-            _ => {}
+    // A merge walk over both lists in path order: no map of 200,000 paths built twice just
+    // to name the one that changed. Records are written sorted; older ones are sorted here.
+    fn by_key(v: &[(String, String)]) -> std::borrow::Cow<'_, [(String, String)]> {
+        if v.is_sorted_by(|a, b| a.0 <= b.0) {
+            std::borrow::Cow::Borrowed(v)
+        } else {
+            let mut o = v.to_vec();
+            o.sort();
+            std::borrow::Cow::Owned(o)
         }
     }
-    for k in a.keys().filter(|k| !b.contains_key(*k)) {
-        changes.push(format!("{what} {k} removed"));
+    let (a, b) = (by_key(old), by_key(new));
+    let (mut i, mut j) = (0, 0);
+    let mut first = None;
+    let mut count = 0usize;
+    let mut note = |c: String| {
+        count += 1;
+        first.get_or_insert(c);
+    };
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                if x.1 != y.1 {
+                    note(format!("{what} {} changed", y.0));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                note(format!("{what} {} removed", x.0));
+                i += 1;
+            }
+            (_, Some(y)) => {
+                note(format!("{what} {} added", y.0));
+                j += 1;
+            }
+            (Some(x), None) => {
+                note(format!("{what} {} removed", x.0));
+                i += 1;
+            }
+            (None, None) => break,
+        }
     }
-    match changes.len() {
-        0 => None,
-        1 => Some(changes.remove(0)),
-        n => Some(format!("{} (and {} more)", changes[0], n - 1)),
+    match (first, count) {
+        (None, _) => None,
+        (Some(c), 1) => Some(c),
+        (Some(c), n) => Some(format!("{c} (and {} more)", n - 1)),
     }
 }
 
@@ -239,5 +268,38 @@ mod tests {
         new.env[0].1 = "2".into();
         assert_eq!(why_missed(&old, &new).unwrap(), "variable VERSION changed");
         assert_eq!(why_missed(&old, &old), None);
+    }
+
+    #[test]
+    fn a_miss_counts_added_removed_and_changed_files_in_path_order() {
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let old = StepInputs {
+            files: pairs(&[("a", "1"), ("b", "1"), ("d", "1")]),
+            ..Default::default()
+        };
+        let new = StepInputs {
+            files: pairs(&[("b", "2"), ("c", "1"), ("d", "1"), ("e", "1")]),
+            ..Default::default()
+        };
+        assert_eq!(
+            why_missed(&old, &new).unwrap(),
+            "file a removed (and 3 more)"
+        );
+        // Unsorted lists (records from older builds) give the same answer.
+        let mut shuffled = new.clone();
+        shuffled.files.reverse();
+        assert_eq!(
+            why_missed(&old, &shuffled).unwrap(),
+            "file a removed (and 3 more)"
+        );
+        let only_added = StepInputs {
+            files: pairs(&[("a", "1"), ("b", "1"), ("d", "1"), ("z", "9")]),
+            ..Default::default()
+        };
+        assert_eq!(why_missed(&old, &only_added).unwrap(), "file z added");
     }
 }
