@@ -1,6 +1,6 @@
 //! COPY and ADD sources beyond the plain context: images and stages with base layers (whiteouts
 //! applied, names from their /etc/passwd), local archives ADD unpacks, `--exclude`, `--parents`,
-//! and hostile base layers refused.
+//! named links followed inside the stage, and hostile base layers refused.
 
 use std::fs;
 use std::io::Write;
@@ -301,4 +301,32 @@ fn existing_directories_keep_their_mode_and_owner() {
         );
         assert_eq!(fs::metadata(root.join("opt")).unwrap().uid(), 1000);
     }
+}
+
+#[test]
+fn a_named_link_from_an_earlier_stage_copies_what_it_points_to() {
+    // The shared-library case: libfoo.so -> libfoo.so.1 (relative), and an absolute link.
+    let ws = Workspace::new();
+    write(&ws.ctx(), "lib/libfoo.so.1", "ELF\n");
+    std::os::unix::fs::symlink("libfoo.so.1", ws.ctx().join("lib/libfoo.so")).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/libfoo.so", ws.ctx().join("lib/abs")).unwrap();
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM scratch AS libs\nCOPY lib/ /usr/lib/\n\
+         FROM scratch\nCOPY --from=libs /usr/lib/libfoo.so /out/\n\
+         COPY --from=libs /usr/lib/abs /out/abs.so\nCOPY --from=libs /usr/lib/ /all/\n",
+    );
+    ws.build_ok(&[]);
+    let root = ws.unpack();
+    for f in ["out/libfoo.so", "out/abs.so"] {
+        let m = fs::symlink_metadata(root.join(f)).unwrap();
+        assert!(m.is_file(), "{f} is not a regular file");
+        assert_eq!(fs::read_to_string(root.join(f)).unwrap(), "ELF\n");
+    }
+    // Copying the directory keeps the links as links.
+    assert_eq!(
+        fs::read_link(root.join("all/libfoo.so")).unwrap(),
+        std::path::Path::new("libfoo.so.1")
+    );
 }

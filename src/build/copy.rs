@@ -325,9 +325,10 @@ fn from_files(
     src: &str,
     place: &Placement<'_>,
 ) -> Vec<Entry> {
-    let key = clean_path(&format!("/{src}"))
+    let named = clean_path(&format!("/{src}"))
         .trim_start_matches('/')
         .to_string();
+    let key = follow_link(files, &named);
     let matched: Vec<&Entry> = files
         .values()
         .filter(|e| {
@@ -343,7 +344,7 @@ fn from_files(
     for e in matched {
         let rel = if single_file {
             if place.dest_is_dir {
-                e.path.rsplit('/').next().unwrap_or(&e.path).to_string()
+                named.rsplit('/').next().unwrap_or(&e.path).to_string()
             } else {
                 String::new()
             }
@@ -378,6 +379,28 @@ fn from_files(
         }
     }
     out
+}
+
+/// Where a source naming a symlink this build wrote leads, inside the stage (BuildKit follows
+/// a named link); `key` itself when it is no link or leads nowhere this build wrote.
+fn follow_link(files: &std::collections::BTreeMap<String, Entry>, key: &str) -> String {
+    let mut at = key.to_string();
+    for _ in 0..40 {
+        match files.get(&at).map(|e| &e.kind) {
+            Some(Kind::Symlink(t)) => {
+                let dir = at.rsplit_once('/').map_or("", |(d, _)| d);
+                let next = if t.starts_with('/') {
+                    clean_path(t)
+                } else {
+                    clean_path(&format!("/{dir}/{t}"))
+                };
+                at = next.trim_start_matches('/').to_string();
+            }
+            Some(_) => return at,
+            None => break,
+        }
+    }
+    key.to_string()
 }
 
 /// Entries for one source path of a directory tree (the context, or a stage/image root).
