@@ -148,3 +148,26 @@ fn lint_fix_rewrites_the_mechanical_findings_and_shows_them() {
         "FROM alpine:3.19\nCOPY app.conf /etc/\nUSER 1000\nCMD [\"node\", \"index.js\"]\n"
     );
 }
+
+#[test]
+fn a_large_context_without_dockerignore_is_named_after_the_build() {
+    let ws = Workspace::new();
+    write(&ws.ctx(), "Dockerfile", "FROM scratch\nCOPY small.txt /\n");
+    write(&ws.ctx(), "small.txt", "x");
+    // 100 MB by size, not on disk (sparse): the check reads sizes, the COPY skips it.
+    let big = std::fs::File::create(ws.ctx().join("big.bin")).unwrap();
+    big.set_len(100 << 20).unwrap();
+    let o = ws.build_ok(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warning = err
+        .lines()
+        .position(|l| l.contains("MissingDockerignore: the context is 100 MB"));
+    let built = err.lines().position(|l| l.starts_with("built in"));
+    assert!(warning > built && built.is_some(), "{err}");
+    // Quiet builds do not walk for it; a .dockerignore silences it.
+    let o = ws.build_ok(&["-q"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("MissingDockerignore"));
+    write(&ws.ctx(), ".dockerignore", "big.bin\n");
+    let o = ws.build_ok(&[]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("MissingDockerignore"));
+}

@@ -50,11 +50,26 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
     let (df_name, text) = read_dockerfile(&df_path)?;
     let df = Dockerfile::parse(&text).map_err(|e| frontend_error(&df_name, e))?;
     let file_for_facts = a.file.as_deref().filter(|f| f.as_os_str() != "-");
-    let findings = crate::lint::lint(
-        &df,
-        &text,
-        &super::lint::context_facts(&a.context, file_for_facts),
-    );
+    let shown = !a.quiet && a.progress != "quiet";
+    // The context's size (walked only without a .dockerignore) is the one slow fact: during a
+    // build it is walked beside the build and its warning comes with the build's warnings.
+    let has_ignore = ignore_file(&a.context, file_for_facts).is_some();
+    let facts = if a.check {
+        super::lint::context_facts(&a.context, file_for_facts)
+    } else {
+        crate::lint::ContextFacts {
+            has_dockerignore: has_ignore,
+            size: None,
+        }
+    };
+    let size_walk = (shown && !a.check && !has_ignore).then(|| {
+        let (context, file) = (
+            a.context.clone(),
+            file_for_facts.map(std::path::Path::to_path_buf),
+        );
+        std::thread::spawn(move || super::lint::context_facts(&context, file.as_deref()))
+    });
+    let findings = crate::lint::lint(&df, &text, &facts);
     if a.check {
         print!("{}", super::lint::text(&df_name, &findings));
         if findings.is_empty() {
@@ -232,6 +247,18 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
     for w in &built.warnings {
         if !a.quiet {
             eprintln!("warning: {w}");
+        }
+    }
+    if let Some(facts) = size_walk.and_then(|t| t.join().ok()) {
+        for f in crate::lint::lint(&df, &text, &facts).iter().filter(|f| {
+            !findings
+                .iter()
+                .any(|g| g.check == f.check && g.line == f.line)
+        }) {
+            eprintln!(
+                "warning: {df_name}:{} {}: {} (fix: {})",
+                f.line, f.check, f.message, f.fix
+            );
         }
     }
     let created = built.config.created.clone().unwrap_or_default();
