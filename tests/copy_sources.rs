@@ -330,3 +330,44 @@ fn a_named_link_from_an_earlier_stage_copies_what_it_points_to() {
         std::path::Path::new("libfoo.so.1")
     );
 }
+
+#[test]
+fn copy_into_a_symlinked_directory_of_the_base_follows_the_link() {
+    // Merged-/usr bases (Debian 12, Fedora): /lib -> usr/lib, /var/run -> /run.
+    let (ws, bc) = with_base(
+        "FROM base\nCOPY x.txt /lib/x.txt\nCOPY x.txt /var/run/app/\nCOPY d/ /lib/sub/\n",
+        |dir| {
+            write_layout(
+                dir,
+                "v1",
+                &[vec![
+                    Item::Dir("usr"),
+                    Item::Dir("usr/lib"),
+                    file("usr/lib/libc.so", b"libc"),
+                    Item::Symlink("lib", "usr/lib"),
+                    Item::Dir("run"),
+                    Item::Dir("var"),
+                    Item::Symlink("var/run", "/run"),
+                ]],
+            );
+        },
+    );
+    write(&ws.ctx(), "x.txt", "x");
+    write(&ws.ctx(), "d/y.txt", "y");
+    ws.build_ok(&["--build-context", &bc]);
+    let root = ws.unpack();
+    for link in ["lib", "var/run"] {
+        let m = fs::symlink_metadata(root.join(link)).unwrap();
+        assert!(m.file_type().is_symlink(), "/{link} is no longer a symlink");
+    }
+    assert_eq!(fs::read_to_string(root.join("usr/lib/x.txt")).unwrap(), "x");
+    assert_eq!(
+        fs::read_to_string(root.join("usr/lib/libc.so")).unwrap(),
+        "libc"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("usr/lib/sub/y.txt")).unwrap(),
+        "y"
+    );
+    assert_eq!(fs::read_to_string(root.join("run/app/x.txt")).unwrap(), "x");
+}
