@@ -8,11 +8,30 @@ fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()
 }
 
-/// Parses `data` as a Dockerfile and decodes its instructions.
+/// Parses `data` as a Dockerfile, decodes its instructions, lints it, and expands every
+/// stage's variables and base reference the way a build would.
 pub fn dockerfile(data: &[u8]) {
+    use crate::frontend::expand::{GlobalScope, Platforms, StageScope};
     let t = text(data);
     let _ = parser::parse(&t).map(|p| p.dump());
-    let _ = Dockerfile::parse(&t);
+    let Ok(df) = Dockerfile::parse(&t) else {
+        return;
+    };
+    let findings = crate::lint::lint(&df, &t, &crate::lint::ContextFacts::default());
+    let _ = crate::lint::fixes(&df, &t, &findings);
+    let build_args = vec![("A".to_string(), "x y".to_string())];
+    let Ok(global) = GlobalScope::new(&df, &build_args, &Platforms::host()) else {
+        return;
+    };
+    for stage in &df.stages {
+        if let Ok((base, _)) = global.from_line(&df, stage) {
+            let _ = crate::reference::Reference::parse_docker(&base);
+        }
+        let mut scope = StageScope::new(&global, df.parsed.escape, Vec::new());
+        for step in &stage.steps {
+            let _ = scope.step(step);
+        }
+    }
 }
 
 /// Expands `data[1..]` as a shell word; `data[0]` picks the escape character and modes.

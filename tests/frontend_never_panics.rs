@@ -145,3 +145,20 @@ fn the_fuzz_corpus_replays_without_a_panic() {
         }
     }
 }
+
+/// `ENV A=$A$A` thirty times would need 8 GiB; the build stops at the line that crosses the
+/// limit, before any memory is spent.
+#[test]
+fn variables_that_double_themselves_are_refused_at_their_line() {
+    let ws = crate::support::Workspace::new();
+    let mut df = String::from("FROM scratch\nARG A=xxxxxxxx\n");
+    df.push_str(&"ARG A=$A$A\n".repeat(30));
+    crate::support::write(&ws.ctx(), "Dockerfile", &df);
+    let o = ws.rbuild(&["-t", "app:v1"], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Dockerfile:20") && err.contains("variables expand to more than 1 MiB"),
+        "{err}"
+    );
+}

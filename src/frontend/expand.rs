@@ -104,7 +104,14 @@ pub struct GlobalScope {
     pub declared: BTreeSet<String>,
     build_args: Vec<(String, String)>,
     platforms: Platforms,
+    /// Bytes of expanded words so far, over every stage (see [`MAX_EXPANDED`]).
+    expanded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// The most text expansion may produce in one build, over all its words: one word is capped
+/// at [`MAX_EXPANSION`](crate::frontend::shell::MAX_EXPANSION), and this stops a line of
+/// thousands of `$A` words, or thousands of such lines, from filling memory.
+pub const MAX_EXPANDED: usize = 64 << 20;
 
 impl GlobalScope {
     /// Evaluates the meta args of `df`.
@@ -131,6 +138,7 @@ impl GlobalScope {
             };
             if let Some(v) = value {
                 args.push((name.clone(), v));
+                within_limit(name, &[&args]).map_err(|source| ScopeError { line, source })?;
             }
         }
         Ok(GlobalScope {
@@ -138,6 +146,7 @@ impl GlobalScope {
             declared,
             build_args: build_args.to_vec(),
             platforms: platforms.clone(),
+            expanded: Default::default(),
         })
     }
 
@@ -176,6 +185,30 @@ impl GlobalScope {
             .filter(|k| !declared.contains(k) && !PROXY_ARGS.contains(&k.as_str()))
             .collect()
     }
+}
+
+/// The most ARG and ENV values one scope may hold in total: each word is capped at
+/// [`MAX_EXPANSION`](crate::frontend::shell::MAX_EXPANSION), and this stops a few hundred
+/// `ENV Bn=$A` lines from copying a capped value into gigabytes.
+pub const MAX_VARIABLES: usize = 8 << 20;
+
+/// Fails when `lists` hold more than [`MAX_VARIABLES`] bytes; `name` is the variable just set.
+fn within_limit(name: &str, lists: &[&[(String, String)]]) -> Result<(), ExpandError> {
+    let total: usize = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if total > MAX_VARIABLES {
+        return Err(ExpandError {
+            word: name.to_string(),
+            reason: format!(
+                "ARG and ENV values total more than {} MiB",
+                MAX_VARIABLES >> 20
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn lookup<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -238,7 +271,25 @@ impl<'g> StageScope<'g> {
     }
 
     fn word(&self, w: &str) -> Result<String, ExpandError> {
-        self.lex.process_word(w, &self.vars())
+        let out = self.lex.process_word(w, &self.vars())?;
+        self.account(w, out.len())?;
+        Ok(out)
+    }
+
+    /// Counts `n` bytes of expanded text against [`MAX_EXPANDED`].
+    fn account(&self, w: &str, n: usize) -> Result<(), ExpandError> {
+        use std::sync::atomic::Ordering;
+        let total = self.global.expanded.fetch_add(n, Ordering::Relaxed) + n;
+        if total > MAX_EXPANDED {
+            return Err(ExpandError {
+                word: w.chars().take(80).collect(),
+                reason: format!(
+                    "the Dockerfile's variables expand to more than {} MiB in all",
+                    MAX_EXPANDED >> 20
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Applies `step` to the scope and returns it with build-time variables expanded.
@@ -264,6 +315,7 @@ impl<'g> StageScope<'g> {
                     };
                     if let Some(v) = &value {
                         set(&mut self.args, name, v.clone());
+                        within_limit(name, &[&self.args, &self.env])?;
                     }
                     out.push((name.clone(), value));
                 }
@@ -275,6 +327,7 @@ impl<'g> StageScope<'g> {
                     let k = self.word(k)?;
                     let v = self.word(v)?;
                     set(&mut self.env, &k, v.clone());
+                    within_limit(&k, &[&self.args, &self.env])?;
                     out.push((k, v));
                 }
                 Instruction::Env(out)
@@ -297,7 +350,9 @@ impl<'g> StageScope<'g> {
             Instruction::Expose(ports) => {
                 let mut out = Vec::new();
                 for p in ports {
-                    out.extend(self.lex.process_words(p, &self.vars())?);
+                    let words = self.lex.process_words(p, &self.vars())?;
+                    self.account(p, words.iter().map(String::len).sum())?;
+                    out.extend(words);
                 }
                 Instruction::Expose(out)
             }
@@ -334,6 +389,7 @@ impl<'g> StageScope<'g> {
         for f in &mut c.inline {
             if f.expand {
                 f.data = raw.process_word(&f.data, &self.vars())?;
+                self.account("<<heredoc", f.data.len())?;
             }
         }
         Ok(c)
@@ -355,6 +411,47 @@ mod tests {
         let mut s = StageScope::new(&g, '\\', vec![]);
         let out = stage.steps.iter().map(|st| s.step(st).unwrap()).collect();
         (out, s.env.clone())
+    }
+
+    /// The first step that fails, as (line, message).
+    fn first_error(text: &str) -> (usize, String) {
+        let df = Dockerfile::parse(text).unwrap();
+        let g = GlobalScope::new(&df, &[], &Platforms::host()).unwrap();
+        let mut s = StageScope::new(&g, '\\', vec![]);
+        for st in &df.stages[0].steps {
+            if let Err(e) = s.step(st) {
+                return (e.line, e.source.to_string());
+            }
+        }
+        panic!("no step failed");
+    }
+
+    #[test]
+    fn variables_that_grow_from_themselves_stop_at_a_limit() {
+        // 8 bytes doubled 17 times is 1 MiB: the 18th doubling is refused (line 2 + 18).
+        let doubling = format!(
+            "FROM scratch\nENV A=xxxxxxxx\n{}",
+            "ENV A=$A$A\n".repeat(40)
+        );
+        let (line, msg) = first_error(&doubling);
+        assert_eq!(line, 20, "{msg}");
+        assert!(msg.contains("more than 1 MiB"), "{msg}");
+        // Copies of a large value into many variables hit the scope's total.
+        let grow = "ENV A=$A$A\n".repeat(16);
+        let copies: String = (0..100).map(|i| format!("ENV B{i}=$A\n")).collect();
+        let (_, msg) = first_error(&format!("FROM scratch\nENV A=xxxxxxxx\n{grow}{copies}"));
+        assert!(msg.contains("total more than 8 MiB"), "{msg}");
+        // Many words of one large value in labels hit the build's total.
+        let words: String = (0..100).map(|i| format!(" L{i}=$A")).collect();
+        let labels = format!("LABEL{words}\n").repeat(2);
+        let (_, msg) = first_error(&format!("FROM scratch\nENV A=xxxxxxxx\n{grow}{labels}"));
+        assert!(msg.contains("more than 64 MiB in all"), "{msg}");
+        // A replacement that multiplies is sized before it is built.
+        let (_, msg) = first_error(&format!(
+            "FROM scratch\nENV A=xxxxxxxx\n{grow}ENV B=${{A//x/{}}}\n",
+            "y".repeat(100)
+        ));
+        assert!(msg.contains("more than 1 MiB"), "{msg}");
     }
 
     #[test]

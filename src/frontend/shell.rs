@@ -22,6 +22,10 @@ pub struct ExpandError {
     pub reason: String,
 }
 
+/// The most text variables may put into one word (1 MiB: the kernel passes no environment
+/// string over 128 KiB to a process anyway). `ENV A=$A$A` thirty times would need 8 GiB.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
 /// Variables visible to an expansion. Later entries win when a name repeats.
 pub trait Env {
     /// The value of `name`, if it is set (possibly to the empty string).
@@ -118,6 +122,7 @@ impl Lexer {
             raw_escapes: self.raw_escapes,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            spent: 0,
         };
         match sw.process_stop_on(None, self.raw_escapes) {
             Ok((result, words)) => Ok(Processed {
@@ -142,6 +147,8 @@ struct ShellWord<'a> {
     raw_escapes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// Bytes variables have put into the word so far (see [`MAX_EXPANSION`]).
+    spent: usize,
 }
 
 /// Accumulates fields: unquoted blanks split, quoted text never does.
@@ -198,17 +205,30 @@ impl ShellWord<'_> {
         c
     }
 
-    fn getenv(&mut self, name: &str) -> Option<String> {
+    fn getenv(&mut self, name: &str) -> Step<Option<String>> {
         match self.env.get(name) {
             Some(v) => {
                 self.matched.insert(name.to_string());
-                Some(v.to_string())
+                self.charge(v.len())?;
+                Ok(Some(v.to_string()))
             }
             None => {
                 self.unmatched.insert(name.to_string());
-                None
+                Ok(None)
             }
         }
+    }
+
+    /// Counts `n` more bytes of expansion against [`MAX_EXPANSION`].
+    fn charge(&mut self, n: usize) -> Step<()> {
+        self.spent = self.spent.saturating_add(n);
+        if self.spent > MAX_EXPANSION {
+            return Err(format!(
+                "variables expand to more than {} MiB here (a variable that grows from itself?)",
+                MAX_EXPANSION >> 20
+            ));
+        }
+        Ok(())
     }
 
     /// Processes until `stop` (consumed) or the end of input.
@@ -364,7 +384,7 @@ impl ShellWord<'_> {
             if name.is_empty() {
                 return Ok("$".into());
             }
-            return Ok(match self.getenv(&name) {
+            return Ok(match self.getenv(&name)? {
                 Some(v) => v,
                 None if self.lex.skip_unset_env => format!("${name}"),
                 None => String::new(),
@@ -383,7 +403,7 @@ impl ShellWord<'_> {
         let mut null_is_unset = false;
         match ch {
             Some('}') => {
-                return Ok(match self.getenv(&name) {
+                return Ok(match self.getenv(&name)? {
                     Some(v) => v,
                     None if self.lex.skip_unset_env => format!("${{{name}}}"),
                     None => String::new(),
@@ -411,7 +431,7 @@ impl ShellWord<'_> {
                 return Err(e);
             }
         };
-        let value = self.getenv(&name);
+        let value = self.getenv(&name)?;
         if self.lex.skip_unset_env && value.is_none() {
             return Ok(format!("${{{name}{chs}{word}}}"));
         }
@@ -485,7 +505,7 @@ impl ShellWord<'_> {
                 return Err(e);
             }
         };
-        let value = self.getenv(name);
+        let value = self.getenv(name)?;
         if value.is_none() && self.lex.skip_unset_env {
             return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
         }
@@ -493,7 +513,25 @@ impl ShellWord<'_> {
         let re = shell_pattern_regex(&pattern, true, false)
             .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
         if all {
-            Ok(re.replace_all(&value, replacement.as_str()).into_owned())
+            // Like BuildKit (Go's ReplaceAllString), `$0`-style references in the replacement
+            // expand. Each match's share is charged before it is built: a long replacement,
+            // or many references to a long match, for every character multiplies.
+            let refs = replacement.matches('$').count();
+            let mut out = String::new();
+            let mut last = 0;
+            for caps in re.captures_iter(&value) {
+                let m = caps.get(0).expect("group 0 is the match");
+                self.charge(
+                    replacement
+                        .len()
+                        .saturating_add(refs.saturating_mul(m.len())),
+                )?;
+                out.push_str(&value[last..m.start()]);
+                caps.expand(&replacement, &mut out);
+                last = m.end();
+            }
+            out.push_str(&value[last..]);
+            Ok(out)
         } else if let Some(m) = re.find(&value) {
             Ok(format!(
                 "{}{}{}",
