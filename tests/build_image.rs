@@ -196,6 +196,25 @@ fn multi_stage_copy_from_and_target() {
 }
 
 #[test]
+fn hundreds_of_stages_and_the_root_of_an_empty_one_build() {
+    let ws = Workspace::new();
+    let mut df = String::new();
+    for i in 0..300 {
+        df.push_str(&format!("FROM scratch AS s{i}\nLABEL i={i}\n"));
+    }
+    df.push_str("FROM scratch\n");
+    for i in 0..300 {
+        df.push_str(&format!("COPY --from=s{i} / /s{i}/\n"));
+    }
+    write(&ws.ctx(), "Dockerfile", &df);
+    ws.build_ok(&[]);
+    let root = ws.unpack();
+    for i in [0, 150, 299] {
+        assert!(root.join(format!("s{i}")).is_dir(), "/s{i} missing");
+    }
+}
+
+#[test]
 fn clear_errors_for_what_users_get_wrong() {
     let ws = Workspace::new();
     let ctx = ws.ctx();

@@ -308,7 +308,8 @@ fn from_other(
                 }
                 Err(e) => return Err(ctx_err(line)(e)),
             }
-        } else if entries.len() == before {
+        } else if entries.len() == before && clean_path(&format!("/{s}")) != "/" {
+            // `/` of a stage exists even when the stage wrote nothing (BuildKit copies it).
             return Err(BuildError::step(
                 line,
                 format!("COPY --from={from}: {s:?} not found in that stage"),

@@ -443,13 +443,17 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         .into_iter()
         .map(|a| format!("build argument {a:?} is not declared by any ARG in the Dockerfile"))
         .collect();
-    // Stages whose dependencies are built run together, each on its own thread.
+    // Stages whose dependencies are built run together, each on its own thread, at most
+    // MAX_PARALLEL_STAGES at once (a Dockerfile of thousands of stages is not thousands of
+    // threads).
+    const MAX_PARALLEL_STAGES: usize = 8;
     let mut pending = needed;
     while !pending.is_empty() {
         let ready: Vec<usize> = pending
             .iter()
             .copied()
             .filter(|i| stage_deps(df, *i).iter().all(|d| done.contains_key(d)))
+            .take(MAX_PARALLEL_STAGES)
             .collect();
         if ready.is_empty() {
             return Err(BuildError::step(
