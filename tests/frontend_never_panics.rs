@@ -162,3 +162,28 @@ fn variables_that_double_themselves_are_refused_at_their_line() {
         "{err}"
     );
 }
+
+/// Substitutions nested 10,000 deep in two stages (each built on a thread of its own) used
+/// to overflow a thread's stack and abort; now an error names the line.
+#[test]
+fn deeply_nested_substitutions_are_an_error_in_any_stage() {
+    let ws = crate::support::Workspace::new();
+    let n = 10_000;
+    let env = format!("ENV A={}x{}\n", "${a:-".repeat(n), "}".repeat(n));
+    let df = format!(
+        "FROM scratch AS a\n{env}FROM scratch AS b\n{env}FROM scratch\nCOPY --from=a / /a/\nCOPY --from=b / /b/\n"
+    );
+    crate::support::write(&ws.ctx(), "Dockerfile", &df);
+    let o = ws.rbuild(&["-t", "app:v1"], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("substitutions nested more than 256 deep"),
+        "{err}"
+    );
+    assert!(
+        err.len() < 2000,
+        "the error repeats the whole line: {} bytes",
+        err.len()
+    );
+}

@@ -480,13 +480,25 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
             vec![(ready[0], run(ready[0]))]
         } else {
             std::thread::scope(|s| {
+                // The main thread's stack size, not a spawned thread's 2 MiB: a stage runs
+                // the same code either way.
                 let handles: Vec<_> = ready
                     .iter()
-                    .map(|&i| (i, s.spawn(move || run(i))))
+                    .map(|&i| {
+                        let h = std::thread::Builder::new()
+                            .name(format!("stage {i}"))
+                            .stack_size(8 << 20)
+                            .spawn_scoped(s, move || run(i));
+                        (i, h)
+                    })
                     .collect();
                 handles
                     .into_iter()
-                    .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+                    .map(|(i, h)| match h {
+                        Ok(h) => (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+                        // Out of threads: build this stage here instead.
+                        Err(_) => (i, run(i)),
+                    })
                     .collect()
             })
         };

@@ -26,6 +26,11 @@ pub struct ExpandError {
 /// string over 128 KiB to a process anyway). `ENV A=$A$A` thirty times would need 8 GiB.
 pub const MAX_EXPANSION: usize = 1 << 20;
 
+/// How deep `${a:-${b:-...}}` may nest: each level is a native stack frame, and a 64 KiB
+/// line could otherwise nest 10,000 deep and overflow a thread's stack (Go's growable stacks
+/// hide this in BuildKit; real Dockerfiles nest two or three deep).
+pub const MAX_NESTING: usize = 256;
+
 /// Variables visible to an expansion. Later entries win when a name repeats.
 pub trait Env {
     /// The value of `name`, if it is set (possibly to the empty string).
@@ -123,6 +128,7 @@ impl Lexer {
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
             spent: 0,
+            depth: 0,
         };
         match sw.process_stop_on(None, self.raw_escapes) {
             Ok((result, words)) => Ok(Processed {
@@ -132,10 +138,18 @@ impl Lexer {
                 unmatched: sw.unmatched,
             }),
             Err(reason) => Err(ExpandError {
-                word: word.to_string(),
+                word: shorten(word),
                 reason,
             }),
         }
+    }
+}
+
+/// `word` for an error message: whole when short, else its first 200 characters and a count.
+fn shorten(word: &str) -> String {
+    match word.char_indices().nth(200) {
+        None => word.to_string(),
+        Some((i, _)) => format!("{}... ({} bytes in all)", &word[..i], word.len()),
     }
 }
 
@@ -149,6 +163,8 @@ struct ShellWord<'a> {
     unmatched: BTreeSet<String>,
     /// Bytes variables have put into the word so far (see [`MAX_EXPANSION`]).
     spent: usize,
+    /// Nesting of substitutions and quotes being processed (see [`MAX_NESTING`]).
+    depth: usize,
 }
 
 /// Accumulates fields: unquoted blanks split, quoted text never does.
@@ -237,9 +253,14 @@ impl ShellWord<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Step<(String, Vec<String>)> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let r = self.process_stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         r
     }
@@ -648,6 +669,16 @@ fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Step<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let lex = Lexer::new('\\');
+        let word = |n: usize| format!("{}x{}", "${a:-\"".repeat(n), "\"}".repeat(n));
+        assert_eq!(lex.process_word(&word(100), &env(&[])).unwrap(), "x");
+        let e = lex.process_word(&word(10_000), &env(&[])).unwrap_err();
+        assert!(e.reason.contains("nested more than 256 deep"), "{e}");
+        assert!(e.word.len() < 300, "the error repeats the whole word");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
