@@ -877,7 +877,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += n * mult;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_secs_f64(total))
+    // Go's durations are i64 nanoseconds: about 292 years at most.
+    if total > i64::MAX as f64 / 1e9 {
+        return Err(format!("duration {s:?} is out of range (at most 2562047h)"));
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration {s:?}"))
 }
 
 #[cfg(test)]
@@ -931,6 +935,11 @@ mod tests {
         assert!(err_of("FROM a\nHEALTHCHECK --interval=50ns CMD x\n")
             .contains("cannot be less than 1ms"));
         assert!(Dockerfile::parse("FROM a\nHEALTHCHECK --interval=0ms CMD x\n").is_ok());
+        // Found by hand: a duration past Go's 292 years was a panic in Duration.
+        for big in ["99999999999999999h", "2562048h", "1e400s"] {
+            let e = err_of(&format!("FROM a\nHEALTHCHECK --interval={big} CMD x\n"));
+            assert!(e.contains("out of range") || e.contains("unknown unit"), "{e}");
+        }
     }
 
     #[test]
