@@ -938,7 +938,10 @@ mod tests {
         // Found by hand: a duration past Go's 292 years was a panic in Duration.
         for big in ["99999999999999999h", "2562048h", "1e400s"] {
             let e = err_of(&format!("FROM a\nHEALTHCHECK --interval={big} CMD x\n"));
-            assert!(e.contains("out of range") || e.contains("unknown unit"), "{e}");
+            assert!(
+                e.contains("out of range") || e.contains("unknown unit"),
+                "{e}"
+            );
         }
     }
 
