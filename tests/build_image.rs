@@ -247,3 +247,42 @@ fn clear_errors_for_what_users_get_wrong() {
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `RUN`?"));
 }
+
+#[test]
+fn config_values_docker_refuses_are_errors_at_their_line() {
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
+    for (line, expect) in [
+        (
+            "STOPSIGNAL SIGFOO",
+            "invalid signal \"SIGFOO\" in STOPSIGNAL",
+        ),
+        ("STOPSIGNAL 0", "invalid signal \"0\" in STOPSIGNAL"),
+        ("ARG =x", "ARG names can not be blank"),
+        (
+            "HEALTHCHECK --interval=99999999999999999h CMD true",
+            "out of range",
+        ),
+    ] {
+        write(&ctx, "Dockerfile", &format!("FROM scratch\n{line}\n"));
+        let o = ws.rbuild(&["-t", "x:1"], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{line}: {err}");
+        assert!(
+            err.contains("Dockerfile:2") && err.contains(expect),
+            "{line}: {err}"
+        );
+    }
+    // What Docker accepts still builds, and lands in the config as written.
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nARG S=rtmin+3\nSTOPSIGNAL $S\n",
+    );
+    let o = ws.rbuild(&["-t", "x:1", "-o", &ws.oci_output()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let image = format!("oci:{}:1", ws.out().display());
+    let cfg: Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", "--config", &image]).stdout).unwrap();
+    assert_eq!(cfg["config"]["StopSignal"], "rtmin+3");
+}

@@ -1144,7 +1144,16 @@ fn apply_metadata(
                 cfg.volumes.insert(p.clone(), Empty {});
             }
         }
-        Instruction::StopSignal(s) => cfg.stop_signal = s.clone(),
+        Instruction::StopSignal(s) => {
+            if !crate::frontend::instructions::is_stop_signal(s) {
+                return Err(BuildError::step(
+                    line,
+                    format!("invalid signal {s:?} in STOPSIGNAL"),
+                    Some("use a signal name such as SIGTERM or SIGQUIT, or its number"),
+                ));
+            }
+            cfg.stop_signal = s.clone()
+        }
         Instruction::Healthcheck(h) => {
             cfg.healthcheck = Some(HealthConfig {
                 test: h.test.clone(),

@@ -525,6 +525,32 @@ fn pairs(node: &Node) -> Result<Vec<(String, String)>, InstructionError> {
     Ok(out)
 }
 
+/// Whether `s` names a signal the way Docker's `STOPSIGNAL` accepts it: a non-zero number,
+/// or a Linux signal name, any case, `SIG` optional (`SIGTERM`, `term`, `RTMIN+3`).
+pub fn is_stop_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<i64>() {
+        return n != 0;
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+        "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+        "RTMIN", "RTMAX",
+    ];
+    if NAMES.contains(&name) {
+        return true;
+    }
+    // RTMIN+1 ..= RTMIN+15 and RTMAX-14 ..= RTMAX-1.
+    let offset = |rest: &str, max: u8| rest.parse::<u8>().is_ok_and(|n| (1..=max).contains(&n));
+    match (name.strip_prefix("RTMIN+"), name.strip_prefix("RTMAX-")) {
+        (Some(n), _) => !n.starts_with('+') && offset(n, 15),
+        (_, Some(n)) => !n.starts_with('+') && offset(n, 14),
+        _ => false,
+    }
+}
+
 /// Types one instruction node (not FROM).
 pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
     let kw = node.keyword();
@@ -533,14 +559,21 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
         "arg" => {
             no_flags(node)?;
             let args = at_least_one(node)?;
-            Instruction::Arg(
-                args.into_iter()
-                    .map(|a| match a.split_once('=') {
-                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                        None => (a, None),
-                    })
-                    .collect(),
-            )
+            let mut out = Vec::with_capacity(args.len());
+            for a in args {
+                out.push(match a.split_once('=') {
+                    Some(("", _)) => {
+                        return Err(ierr(
+                            node,
+                            "ARG names can not be blank",
+                            Some("write ARG NAME or ARG NAME=value".into()),
+                        ))
+                    }
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (a, None),
+                });
+            }
+            Instruction::Arg(out)
         }
         "env" => {
             no_flags(node)?;
@@ -923,6 +956,33 @@ mod tests {
             err_of("FROM a\nONBUILD ONBUILD RUN x\n"),
             "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
         );
+    }
+
+    #[test]
+    fn stop_signals_docker_accepts() {
+        for ok in [
+            "SIGTERM",
+            "term",
+            "Sigquit",
+            "9",
+            "-9",
+            "RTMIN",
+            "SIGRTMIN+15",
+            "rtmax-14",
+        ] {
+            assert!(is_stop_signal(ok), "{ok}");
+        }
+        for bad in [
+            "", "0", "SIGFOO", "SIG", "RTMIN+16", "RTMAX-15", "RTMIN+0", "RTMIN++1",
+        ] {
+            assert!(!is_stop_signal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn blank_arg_names_are_refused() {
+        assert!(err_of("FROM a\nARG =x\n").contains("ARG names can not be blank"));
+        assert!(Dockerfile::parse("FROM a\nARG a= b=\n").is_ok());
     }
 
     #[test]
