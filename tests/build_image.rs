@@ -246,6 +246,11 @@ fn clear_errors_for_what_users_get_wrong() {
     let o = ws.rbuild(&[], &[]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `RUN`?"));
+
+    // A device or a huge file named by -f is refused after 16 MiB, not read until memory ends.
+    let o = ws.rbuild(&["-f", "/dev/zero"], &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/dev/zero is larger than 16 MiB"));
 }
 
 #[test]
