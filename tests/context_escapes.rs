@@ -1,4 +1,5 @@
-//! The build context is a boundary: symlinks in it are copied as symlinks and never followed
+//! The build context is a boundary: `.dockerignore` rules always apply (an unreadable file stops
+//! the build rather than letting excluded files in), symlinks in it are copied as symlinks and never followed
 //! out of it, a source naming a link is followed inside it only (as BuildKit does), `COPY ../x`
 //! and paths through outward symlinks find nothing, and
 //! `RUN --mount=type=bind` sources cannot reach outside the context (the class of bug behind
@@ -183,4 +184,37 @@ fn bind_mount_sources_cannot_reach_outside_the_context() {
     ws.build_ok(&["--build-context", &bc]);
     let root = ws.unpack();
     assert_eq!(fs::read_to_string(root.join("got")).unwrap(), "inside\n");
+}
+
+#[test]
+fn dockerignore_rules_apply_whatever_the_encoding_and_an_unreadable_file_stops_the_build() {
+    let ws = Workspace::new();
+    write(&ws.ctx(), "secret.env", SECRET);
+    write(&ws.ctx(), "kept.txt", "kept\n");
+    write(&ws.ctx(), "Dockerfile", "FROM scratch\nCOPY . /app/\n");
+    // A Latin-1 comment (not UTF-8) must not make the rules vanish, as Go strings do not.
+    fs::write(ws.ctx().join(".dockerignore"), b"# caf\xe9\nsecret.env\n").unwrap();
+    ws.build_ok(&[]);
+    let listing = ws.layer_listings().join("\n");
+    assert!(listing.contains("app/kept.txt"), "{listing}");
+    assert!(!listing.contains("secret.env"), "{listing}");
+    assert!(!all_layer_contents(&ws).contains(SECRET));
+
+    // A .dockerignore that exists but cannot be read is an error, not "no rules".
+    fs::remove_file(ws.ctx().join(".dockerignore")).unwrap();
+    fs::create_dir(ws.ctx().join(".dockerignore")).unwrap();
+    let ctx = ws.ctx();
+    let lint = ["lint", ctx.to_str().unwrap()];
+    for o in [
+        ws.rbuild(&["-t", "x:1"], &[]),
+        crate::support::rbuild(&lint, &[]),
+    ] {
+        let cmd = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains(".dockerignore") && err.contains("hint:"),
+            "{cmd:?}: {err}"
+        );
+    }
 }

@@ -416,15 +416,46 @@ pub fn join_dest(dest: &str, rel: &str) -> String {
     }
 }
 
+/// The largest `.dockerignore` read: a pattern file past this is the wrong file, not rules.
+pub const MAX_IGNORE_FILE: u64 = 16 << 20;
+
 /// Reads the ignore file for a build: `<Dockerfile>.dockerignore` next to a custom
-/// Dockerfile wins over `<context>/.dockerignore`.
-pub fn ignore_file(context: &Path, dockerfile: Option<&Path>) -> Option<String> {
+/// Dockerfile wins over `<context>/.dockerignore`. Only a missing file means "no rules": an
+/// unreadable one is an error, since building without the rules would copy what they exclude.
+pub fn ignore_file(
+    context: &Path,
+    dockerfile: Option<&Path>,
+) -> Result<Option<String>, ContextError> {
     if let Some(df) = dockerfile {
         let mut name = df.as_os_str().to_owned();
         name.push(".dockerignore");
-        if let Ok(t) = std::fs::read_to_string(PathBuf::from(name)) {
-            return Some(t);
+        if let Some(t) = read_ignore(&PathBuf::from(name))? {
+            return Ok(Some(t));
         }
     }
-    std::fs::read_to_string(context.join(".dockerignore")).ok()
+    read_ignore(&context.join(".dockerignore"))
+}
+
+/// One ignore file, lossily decoded like Go strings; `None` when it does not exist.
+fn read_ignore(path: &Path) -> Result<Option<String>, ContextError> {
+    use std::io::Read;
+    let io = |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut bytes = Vec::new();
+    f.take(MAX_IGNORE_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_IGNORE_FILE {
+        return Err(io(std::io::Error::other(
+            "larger than 16 MiB; it is not a .dockerignore",
+        )));
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::build::{self, context::ignore_file, BuildError, BuildOptions};
+use crate::build::{self, BuildError, BuildOptions};
 use crate::cache::remote::{self, CacheSpec, Imported};
 use crate::export::archive::{write_archive, Flavor};
 use crate::export::Output;
@@ -53,9 +53,10 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
     let shown = !a.quiet && a.progress != "quiet";
     // The context's size (walked only without a .dockerignore) is the one slow fact: during a
     // build it is walked beside the build and its warning comes with the build's warnings.
-    let has_ignore = ignore_file(&a.context, file_for_facts).is_some();
+    let ignore = super::lint::ignore_rules(&a.context, file_for_facts)?;
+    let has_ignore = ignore.is_some();
     let facts = if a.check {
-        super::lint::context_facts(&a.context, file_for_facts)
+        super::lint::context_facts(&a.context, has_ignore)
     } else {
         crate::lint::ContextFacts {
             has_dockerignore: has_ignore,
@@ -63,11 +64,8 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         }
     };
     let size_walk = (shown && !a.check && !has_ignore).then(|| {
-        let (context, file) = (
-            a.context.clone(),
-            file_for_facts.map(std::path::Path::to_path_buf),
-        );
-        std::thread::spawn(move || super::lint::context_facts(&context, file.as_deref()))
+        let context = a.context.clone();
+        std::thread::spawn(move || super::lint::context_facts(&context, false))
     });
     let findings = crate::lint::lint(&df, &text, &facts);
     if a.check {
@@ -150,10 +148,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
     let progress = super::progress::Progress::new(&a.progress, a.quiet, a.explain_cache)?;
     let opts = BuildOptions {
         context: a.context.clone(),
-        ignore: ignore_file(
-            &a.context,
-            a.file.as_deref().filter(|f| f.as_os_str() != "-"),
-        ),
+        ignore,
         build_args: key_values(&a.build_args, "--build-arg", true)?,
         target: a.target.clone(),
         platforms: Platforms {

@@ -10,10 +10,21 @@ use super::args::LintArgs;
 use super::error::{CliError, ExitKind};
 use super::parse::{frontend_error, read_dockerfile};
 
-/// What checks need to know about the context: a `.dockerignore`, and the size when there is
-/// none (walked only then, and only up to the warning's threshold).
-pub(super) fn context_facts(context: &Path, dockerfile: Option<&Path>) -> ContextFacts {
-    let has_dockerignore = crate::build::context::ignore_file(context, dockerfile).is_some();
+/// The build's `.dockerignore` text; a file that exists but cannot be read stops the command,
+/// since going on without its rules would copy what they exclude.
+pub(super) fn ignore_rules(
+    context: &Path,
+    dockerfile: Option<&Path>,
+) -> Result<Option<String>, CliError> {
+    crate::build::context::ignore_file(context, dockerfile).map_err(|e| {
+        CliError::new(ExitKind::Failure, e.to_string())
+            .hinted("make the .dockerignore readable (a text file of patterns), or remove it")
+    })
+}
+
+/// What checks need to know about the context: whether it has a `.dockerignore`, and the
+/// size when there is none (walked only then, and only up to the warning's threshold).
+pub(super) fn context_facts(context: &Path, has_dockerignore: bool) -> ContextFacts {
     let size = (!has_dockerignore).then(|| {
         let mut total = 0u64;
         for e in walkdir::WalkDir::new(context).into_iter().flatten() {
@@ -78,7 +89,8 @@ pub(super) fn run(a: LintArgs) -> Result<(), CliError> {
         .unwrap_or_else(|| a.context.join("Dockerfile"));
     let (name, src) = read_dockerfile(&df_path)?;
     let df = Dockerfile::parse(&src).map_err(|e| frontend_error(&name, e))?;
-    let facts = context_facts(&a.context, a.file.as_deref());
+    let file = a.file.as_deref().filter(|f| f.as_os_str() != "-");
+    let facts = context_facts(&a.context, ignore_rules(&a.context, file)?.is_some());
     let mut findings = lint(&df, &src, &facts);
     if a.fix {
         let changes = crate::lint::fixes(&df, &src, &findings);
