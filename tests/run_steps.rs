@@ -262,3 +262,44 @@ fn a_run_after_a_copy_sees_exactly_what_the_layer_holds() {
     );
     assert!(inside.contains("/data/tool 4755 0 0"), "{inside}");
 }
+
+#[test]
+fn fifos_and_device_nodes_are_kept_in_layers_as_buildkit_keeps_them() {
+    assert!(is_root(), "RUN tests need root (CI runs as root)");
+    let (ws, bc) = with_busybox(
+        "FROM base\nCOPY pipe /ctx-pipe\nRUN mkfifo /run-pipe && mknod /null2 c 1 3 && mknod /loop9 b 7 9\nRUN test -p /run-pipe && test -c /null2 && echo ok > /seen\n",
+    );
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &ws.ctx().join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from(0o640),
+        0,
+    )
+    .unwrap();
+    ws.build_ok(&["--build-context", &bc]);
+    let layers = ws.layer_listings().join("");
+    for (kind, name) in [
+        ('p', "ctx-pipe"),
+        ('p', "run-pipe"),
+        ('c', "null2"),
+        ('b', "loop9"),
+    ] {
+        assert!(
+            layers
+                .lines()
+                .any(|l| l.starts_with(kind) && l.ends_with(&format!(" {name}"))),
+            "{name} is not a {kind} entry:\n{layers}"
+        );
+    }
+    assert!(layers.contains("1,3"), "null2 keeps its numbers:\n{layers}");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let root = ws.unpack();
+    assert_eq!(fs::read_to_string(root.join("seen")).unwrap(), "ok\n");
+    let null2 = fs::symlink_metadata(root.join("null2")).unwrap();
+    assert!(null2.file_type().is_char_device());
+    assert_eq!(null2.rdev(), rustix::fs::makedev(1, 3));
+    let pipe = fs::symlink_metadata(root.join("ctx-pipe")).unwrap();
+    assert!(pipe.file_type().is_fifo());
+    assert_eq!(pipe.mode() & 0o777, 0o640);
+}

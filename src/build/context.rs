@@ -322,8 +322,10 @@ impl Context {
                 } else {
                     Kind::File(path.clone())
                 }
+            } else if let Some(kind) = Kind::special(&meta) {
+                kind // FIFOs and device nodes are copied as nodes, as BuildKit does
             } else {
-                continue; // sockets, fifos and devices are not copied from a context
+                continue; // sockets are not copied: no layer format holds them
             };
             let mode = match (&kind, chmod) {
                 (Kind::Symlink(_), _) => 0o777,

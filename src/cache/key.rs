@@ -106,6 +106,7 @@ where
                 Kind::Dir => "dir".to_string(),
                 Kind::Symlink(t) => format!("symlink {t}"),
                 Kind::Hardlink(t) => format!("hardlink {t}"),
+                special => special.special_key().unwrap_or_default(),
             };
             let mut v = format!("{what} {:o} {}:{}", e.mode, e.uid, e.gid);
             for (name, value) in &e.xattrs {

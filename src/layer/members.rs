@@ -172,6 +172,7 @@ where
             Kind::Symlink(t) => format!("symlink {t}"),
             Kind::Hardlink(t) => format!("hardlink {t}"),
             Kind::Dir => "dir".into(),
+            special => special.special_key().unwrap_or_default(),
         };
         let mtime = epoch.map_or(e.mtime, |ep| e.mtime.min(ep));
         let line = format!(

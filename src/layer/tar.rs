@@ -22,6 +22,57 @@ pub enum Kind {
     Symlink(String),
     /// A hard link to an earlier entry's path.
     Hardlink(String),
+    /// A named pipe (`mkfifo`).
+    Fifo,
+    /// A device node (`mknod`): block or character, with its numbers.
+    Device {
+        /// Block device when true, character device otherwise.
+        block: bool,
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+}
+
+impl Kind {
+    /// The kind of a FIFO or device node from its metadata; `None` for sockets (which no
+    /// layer can hold) and for files, directories and links (handled by the caller).
+    pub fn special(meta: &std::fs::Metadata) -> Option<Kind> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ft = meta.file_type();
+        let (major, minor) = (
+            rustix::fs::major(meta.rdev()),
+            rustix::fs::minor(meta.rdev()),
+        );
+        if ft.is_fifo() {
+            Some(Kind::Fifo)
+        } else if ft.is_char_device() || ft.is_block_device() {
+            Some(Kind::Device {
+                block: ft.is_block_device(),
+                major,
+                minor,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// What a cache or member key records for a FIFO or device node.
+    pub fn special_key(&self) -> Option<String> {
+        match self {
+            Kind::Fifo => Some("fifo".into()),
+            Kind::Device {
+                block,
+                major,
+                minor,
+            } => Some(format!(
+                "{} {major}:{minor}",
+                if *block { "blockdev" } else { "chardev" }
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// One file of a layer.
@@ -76,6 +127,9 @@ pub(crate) fn append<W: Write>(
         Kind::File(_) => (EntryType::Regular, e.size),
         Kind::Bytes(d) => (EntryType::Regular, d.len() as u64),
         Kind::Dir => (EntryType::Directory, 0),
+        Kind::Fifo => (EntryType::Fifo, 0),
+        Kind::Device { block: true, .. } => (EntryType::Block, 0),
+        Kind::Device { block: false, .. } => (EntryType::Char, 0),
         Kind::Symlink(t) | Kind::Hardlink(t) => {
             if h.set_link_name(t).is_err() || t.len() > 100 {
                 pax.push(("linkpath".into(), t.clone().into_bytes()));
@@ -105,8 +159,12 @@ pub(crate) fn append<W: Write>(
     h.set_mtime(epoch.map_or(e.mtime, |ep| e.mtime.min(ep)));
     h.set_username("")?;
     h.set_groupname("")?;
-    h.set_device_major(0)?;
-    h.set_device_minor(0)?;
+    let (major, minor) = match e.kind {
+        Kind::Device { major, minor, .. } => (major, minor),
+        _ => (0, 0),
+    };
+    h.set_device_major(major)?;
+    h.set_device_minor(minor)?;
     h.set_cksum();
     if !pax.is_empty() {
         b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;

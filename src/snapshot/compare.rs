@@ -84,8 +84,10 @@ pub fn changes(before: &Tree, root: &Path, skip: &[&str]) -> std::io::Result<Vec
                     Kind::File(path.to_path_buf())
                 }
             }
+        } else if let Some(kind) = Kind::special(m) {
+            kind
         } else {
-            return Ok(()); // sockets, FIFOs and device nodes made by a RUN are not kept
+            return Ok(()); // sockets: no layer format holds them (as BuildKit)
         };
         out.push(Entry {
             size: if matches!(kind, Kind::File(_)) {

@@ -86,8 +86,10 @@ pub fn upper_entries(upper: &Path, skip: &[String]) -> std::io::Result<Vec<Entry
                 0
             };
             out.push(entry(rel, kind, meta, size));
+        } else if let Some(kind) = Kind::special(meta) {
+            out.push(entry(rel, kind, meta, 0));
         }
-        // Sockets, FIFOs and real device nodes made by a RUN are not kept (as BuildKit).
+        // Sockets made by a RUN are not kept: no layer format holds them (as BuildKit).
         Ok(())
     })?;
     Ok(out)

@@ -261,7 +261,11 @@ pub fn layer_snapshot_from_entries(
             || p.split('/')
                 .any(|c| c == ".." || c.is_empty() || c.starts_with(crate::layer::apply::WHITEOUT))
     };
-    if entries.iter().any(|e| bad(&e.path)) {
+    // Special files go through the tar path, which knows when a device node needs root.
+    if entries
+        .iter()
+        .any(|e| bad(&e.path) || e.kind.special_key().is_some())
+    {
         return Err(SnapshotError::Store(StoreError::Io {
             op: "copy entries of",
             path: PathBuf::from(&e_name(entries)),
