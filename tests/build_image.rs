@@ -291,3 +291,61 @@ fn config_values_docker_refuses_are_errors_at_their_line() {
         serde_json::from_slice(&tool("skopeo", &["inspect", "--config", &image]).stdout).unwrap();
     assert_eq!(cfg["config"]["StopSignal"], "rtmin+3");
 }
+
+#[test]
+fn platforms_are_normalized_like_docker_and_nonsense_is_refused() {
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nARG TARGETPLATFORM TARGETARCH\nLABEL p=$TARGETPLATFORM a=$TARGETARCH\n",
+    );
+    // `x86_64` and `aarch64` are what `uname -m` says; Docker reads them as amd64 and arm64.
+    for (flag, arch) in [("linux/x86_64", "amd64"), ("Linux/AARCH64", "arm64")] {
+        let o = ws.rbuild(
+            &["-t", "x:1", "--platform", flag, "-o", &ws.oci_output()],
+            &[],
+        );
+        assert!(
+            o.status.success(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let image = format!("oci:{}:1", ws.out().display());
+        let cfg: Value =
+            serde_json::from_slice(&tool("skopeo", &["inspect", "--config", &image]).stdout)
+                .unwrap();
+        assert_eq!(cfg["architecture"], arch, "{flag}");
+        assert_eq!(cfg["os"], "linux", "{flag}");
+        assert_eq!(cfg["config"]["Labels"]["a"], arch, "{flag}");
+        assert_eq!(
+            cfg["config"]["Labels"]["p"],
+            format!("linux/{arch}"),
+            "{flag}"
+        );
+    }
+    for flag in ["garbage", "linux/", "linux/amd64,linux/arm64"] {
+        let o = ws.rbuild(&["-t", "x:1", "--platform", flag], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("invalid platform {flag:?}")) && err.contains("hint:"),
+            "{flag}: {err}"
+        );
+    }
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nARG P\nFROM --platform=$P scratch\n",
+    );
+    let o = ws.rbuild(&["-t", "x:1"], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("Dockerfile:3")
+            && err.contains("invalid platform \"\"")
+            && err.contains("hint:"),
+        "{err}"
+    );
+}

@@ -666,6 +666,19 @@ fn build_stage(
 ) -> Result<StageState, BuildError> {
     let (base, platform) = global.from_line(df, stage)?;
     let line = stage.span.start;
+    let platform = platform
+        .map(|p| {
+            image::Platform::from_specifier(&p, &opts.platforms.build)
+                .map(|p| p.to_string())
+                .map_err(|e| {
+                    BuildError::step(
+                        line,
+                        format!("FROM --platform: {e}"),
+                        Some("use os/arch[/variant] such as linux/arm64, or $BUILDPLATFORM; an ARG used here needs a value"),
+                    )
+                })
+        })
+        .transpose()?;
     let mut trigger_steps = Vec::new();
     let mut state = if let Some(dep) = df.stage(&base).filter(|d| d.index < stage.index) {
         done.get(&dep.index)

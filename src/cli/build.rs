@@ -137,7 +137,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         })?),
         _ => None,
     };
-    let target = a.platform.clone().unwrap_or_else(host_platform);
+    let target = super::platform_flag(a.platform.as_deref())?;
     if a.push && tags.is_empty() {
         return Err(usage(
             "--push needs at least one -t NAME[:TAG]",

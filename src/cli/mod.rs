@@ -88,3 +88,18 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Commands::Logout(a) => registry::logout_cmd(a),
     }
 }
+
+/// A `--platform` flag as a canonical `os/arch[/variant]` (this machine's when absent); a
+/// value that names no platform is a usage error.
+fn platform_flag(flag: Option<&str>) -> Result<String, CliError> {
+    let host = crate::frontend::expand::host_platform();
+    match flag {
+        None => Ok(host),
+        Some(p) => crate::image::Platform::from_specifier(p, &host)
+            .map(|p| p.to_string())
+            .map_err(|e| {
+                CliError::new(error::ExitKind::Usage, format!("--platform: {e}"))
+                    .hinted("use os/arch[/variant], one per build, e.g. --platform linux/arm64")
+            }),
+    }
+}

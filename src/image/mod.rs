@@ -278,6 +278,163 @@ impl Platform {
     }
 }
 
+/// A `--platform` or `FROM --platform` value that names no platform.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {spec:?}: {reason}")]
+pub struct PlatformError {
+    /// The value as given.
+    pub spec: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+    "zos",
+];
+const KNOWN_ARCH: &[&str] = &[
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "ppc64",
+    "ppc64le",
+    "riscv",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sparc",
+    "sparc64",
+    "wasm",
+];
+
+/// An architecture and variant in OCI terms (`x86_64` is `amd64`, `aarch64` is `arm64`,
+/// `armhf` is `arm/v7`), as containerd's platform matcher normalizes them.
+fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
+    let (arch, variant) = (arch.to_ascii_lowercase(), variant.to_ascii_lowercase());
+    let (a, v) = match (arch.as_str(), variant.as_str()) {
+        ("i386", _) => ("386", ""),
+        ("x86_64" | "x86-64" | "amd64", "v1") => ("amd64", ""),
+        ("x86_64" | "x86-64" | "amd64", v) => ("amd64", v),
+        ("aarch64" | "arm64", "8" | "v8" | "v8.0") => ("arm64", ""),
+        ("aarch64" | "arm64", v) => ("arm64", v),
+        ("armhf", _) => ("arm", "v7"),
+        ("armel", _) => ("arm", "v6"),
+        ("arm", "") | ("arm", "7") => ("arm", "v7"),
+        ("arm", "5") => ("arm", "v5"),
+        ("arm", "6") => ("arm", "v6"),
+        ("arm", "8") => ("arm", "v8"),
+        (a, v) => (a, v),
+    };
+    (a.to_string(), v.to_string())
+}
+
+impl Platform {
+    /// Parses what users write after `--platform`: `os`, `arch`, `os/arch` or
+    /// `os/arch/variant`, normalized as containerd does (so `linux/x86_64` builds what
+    /// `linux/amd64` builds and `TARGETARCH` is `amd64`). A lone word must be a known OS or
+    /// architecture; the other part comes from `host` (this machine's `os/arch`).
+    pub fn from_specifier(spec: &str, host: &str) -> Result<Platform, PlatformError> {
+        let fail = |reason: &str| PlatformError {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        if spec.is_empty() {
+            return Err(fail("it is empty"));
+        }
+        if spec.contains(',') {
+            return Err(fail(
+                "rbuild builds one platform at a time; run one build per platform",
+            ));
+        }
+        let parts: Vec<&str> = spec.split('/').collect();
+        if parts.len() > 3 {
+            return Err(fail("too many parts"));
+        }
+        let component = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        };
+        if let Some(bad) = parts.iter().find(|c| !component(c)) {
+            return Err(fail(&format!("part {bad:?} is not a platform name")));
+        }
+        let os = |o: &str| match o.to_ascii_lowercase().as_str() {
+            "macos" => "darwin".to_string(),
+            other => other.to_string(),
+        };
+        let p = match parts[..] {
+            [one] => {
+                let host = Platform::parse(host);
+                if KNOWN_OS.contains(&os(one).as_str()) {
+                    Platform {
+                        os: os(one),
+                        ..host
+                    }
+                } else {
+                    let (architecture, variant) = normalize_arch(one, "");
+                    if !KNOWN_ARCH.contains(&architecture.as_str()) {
+                        return Err(fail("unknown operating system or architecture"));
+                    }
+                    Platform {
+                        os: host.os,
+                        architecture,
+                        variant,
+                    }
+                }
+            }
+            [o, a] => {
+                let (architecture, mut variant) = normalize_arch(a, "");
+                if architecture == "arm" && variant == "v7" {
+                    variant.clear();
+                }
+                Platform {
+                    os: os(o),
+                    architecture,
+                    variant,
+                }
+            }
+            [o, a, v] => {
+                let (architecture, variant) = normalize_arch(a, v);
+                Platform {
+                    os: os(o),
+                    architecture,
+                    variant,
+                }
+            }
+            _ => unreachable!("split yields one to three parts here"),
+        };
+        Ok(p)
+    }
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -319,5 +476,44 @@ mod platform_tests {
         assert!(!Platform::parse("linux/arm/v7").matches("linux", "arm", "v6"));
         assert!(Platform::parse("linux/arm/v7").matches("linux", "arm", "v7"));
         assert!(!Platform::parse("windows/amd64").matches("linux", "amd64", ""));
+    }
+
+    #[test]
+    fn specifiers_normalize_like_containerd_and_garbage_is_refused() {
+        let p = |s: &str| Platform::from_specifier(s, "linux/amd64").map(|p| p.to_string());
+        for (spec, want) in [
+            ("linux/amd64", "linux/amd64"),
+            ("linux/x86_64", "linux/amd64"),
+            ("Linux/AARCH64", "linux/arm64"),
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/armhf", "linux/arm"),
+            ("linux/arm/7", "linux/arm/v7"),
+            ("linux/arm/v6", "linux/arm/v6"),
+            ("linux/i386", "linux/386"),
+            ("linux", "linux/amd64"),
+            ("arm64", "linux/arm64"),
+            ("windows/amd64", "windows/amd64"),
+            ("macos/arm64", "darwin/arm64"),
+            ("linux/riscv64", "linux/riscv64"),
+        ] {
+            assert_eq!(p(spec).as_deref(), Ok(want), "{spec}");
+        }
+        for bad in [
+            "garbage",
+            "linux/",
+            "/amd64",
+            "",
+            "linux/amd64/v2/x",
+            "linux amd64",
+            "linux/amd64,linux/arm64",
+        ] {
+            let e = p(bad).unwrap_err();
+            assert_eq!(e.spec, bad);
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(p("linux/amd64,linux/arm64")
+            .unwrap_err()
+            .reason
+            .contains("one platform"));
     }
 }
