@@ -271,7 +271,7 @@ fn fifos_and_device_nodes_are_kept_in_layers_as_buildkit_keeps_them() {
     );
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &ws.ctx().join("pipe"),
+        ws.ctx().join("pipe"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from(0o640),
         0,
