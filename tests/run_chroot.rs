@@ -158,3 +158,32 @@ fn what_chroot_mode_cannot_do_is_refused_clearly() {
     let tmp = ws.store().join("tmp");
     assert_eq!(fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0);
 }
+
+#[test]
+fn add_host_reaches_chroot_runs_and_network_none_is_refused_there() {
+    let (ws, bc) = setup();
+    write(
+        &ws.ctx(),
+        "Dockerfile",
+        "FROM base\nRUN cat /etc/hosts > /hosts-copy\n",
+    );
+    let flags = ["--build-context", &bc, "--isolation", "chroot"];
+    ws.build_ok(&[&flags[..], &["--add-host", "db.local:10.1.2.3"]].concat());
+    let root = ws.unpack();
+    let hosts = fs::read_to_string(root.join("hosts-copy")).unwrap();
+    assert!(hosts.lines().any(|l| l == "10.1.2.3\tdb.local"), "{hosts}");
+    // The host's /etc/hosts is put back, and the layer does not hold it.
+    assert!(!fs::read_to_string("/etc/hosts")
+        .unwrap()
+        .contains("db.local"));
+    assert!(!ws.layer_listings().join("").contains("etc/hosts"));
+    let o = ws.rbuild(&[&flags[..], &["--network", "none"]].concat(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Dockerfile:2")
+            && err.contains("--network=none")
+            && err.contains("CAP_SYS_ADMIN"),
+        "{err}"
+    );
+}

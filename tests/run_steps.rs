@@ -94,6 +94,67 @@ fn network_none_leaves_only_loopback() {
     assert_eq!(ifaces, ["lo"], "{netdev}");
 }
 
+fn interfaces(netdev: &str) -> Vec<String> {
+    netdev
+        .lines()
+        .skip(2)
+        .map(|l| l.split(':').next().unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn build_flags_network_and_add_host_apply_to_every_run_like_docker_build() {
+    let (ws, bc) = with_busybox(
+        "FROM base\nRUN cat /proc/net/dev > /netdev && cat /etc/hosts > /hosts\nRUN --network=host cat /proc/net/dev > /netdev-host\n",
+    );
+    let flags = [
+        "--build-context",
+        &bc,
+        "--network",
+        "none",
+        "--add-host",
+        "db.local:10.1.2.3",
+        "--add-host",
+        "v6.local=fd00::1",
+    ];
+    ws.build_ok(&flags);
+    let root = ws.unpack();
+    let netdev = fs::read_to_string(root.join("netdev")).unwrap();
+    assert_eq!(interfaces(&netdev), ["lo"], "{netdev}");
+    // A RUN's own --network wins over the build's.
+    let host = fs::read_to_string(root.join("netdev-host")).unwrap();
+    let machine = fs::read_to_string("/proc/net/dev").unwrap();
+    assert_eq!(interfaces(&host), interfaces(&machine), "{host}");
+    let hosts = fs::read_to_string(root.join("hosts")).unwrap();
+    assert!(hosts.lines().any(|l| l == "10.1.2.3\tdb.local"), "{hosts}");
+    assert!(hosts.lines().any(|l| l == "fd00::1\tv6.local"), "{hosts}");
+    // The image's /etc/hosts is the base's, not the build's.
+    let listing = ws.layer_listings().join("");
+    assert!(!listing.contains("etc/hosts"), "{listing}");
+
+    // Another --add-host is another RUN: not a cache hit.
+    let o = ws.build_ok(&[&flags[..6], &["--add-host", "db.local:10.9.9.9"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("miss: build settings changed"), "{err}");
+    let hosts = fs::read_to_string(ws.unpack().join("hosts")).unwrap();
+    assert!(hosts.lines().any(|l| l == "10.9.9.9\tdb.local"), "{hosts}");
+
+    for (flag, value) in [
+        ("--add-host", "db.local"),
+        ("--add-host", "db.local:not-an-ip"),
+        ("--add-host", "db.local:host-gateway"),
+        ("--network", "bridge"),
+    ] {
+        let o = ws.rbuild(&["--build-context", &bc, flag, value], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(value) && err.contains("hint:"),
+            "{flag} {value}: {err}"
+        );
+    }
+}
+
 #[test]
 fn run_output_flows_into_later_stages() {
     let (ws, bc) = with_busybox(

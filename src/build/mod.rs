@@ -159,6 +159,10 @@ pub struct BuildOptions {
     pub pull: base::PullPolicy,
     /// `--isolation`: how RUN steps are isolated.
     pub isolation: Isolation,
+    /// `--network=none`: RUN steps without their own `--network` get no network.
+    pub no_network: bool,
+    /// `--add-host`: `/etc/hosts` lines (`IP\tHOST`) for every RUN.
+    pub extra_hosts: Vec<String>,
     /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
     pub ssh: BTreeMap<String, PathBuf>,
 }
@@ -848,6 +852,16 @@ fn build_stage(
                 inputs.env = vec![("USER".into(), user)];
             }
             Instruction::Run(r) => {
+                // Build-wide RUN settings are part of a RUN's key only when set, so keys of
+                // builds without them stay as they were.
+                if r.network.is_none() && opts.no_network {
+                    inputs.settings.push_str(" network=none");
+                }
+                for h in &opts.extra_hosts {
+                    inputs
+                        .settings
+                        .push_str(&format!(" add-host={}", h.replace('\t', "=")));
+                }
                 inputs.env = scope
                     .run_env()
                     .into_iter()
@@ -1301,11 +1315,12 @@ fn run_step(
     others: &RunSources<'_>,
 ) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
     if others.opts.isolation.resolve() == Isolation::Chroot {
-        return run_step_chroot(r, state, env, store, step, line, &others.output);
+        return run_step_chroot(r, state, env, store, step, line, others);
     }
     let (mounts, secrets) = resolve_mounts(r, store, line, others)?;
     let no_network = match r.network.as_deref() {
-        None | Some("default") | Some("host") => false,
+        None => others.opts.no_network,
+        Some("default") | Some("host") => false,
         Some("none") => true,
         Some(other) => {
             return Err(BuildError::step(
@@ -1411,6 +1426,7 @@ fn run_step(
         gid: gid as u32,
         hostname: "rbuild".into(),
         no_network,
+        extra_hosts: others.opts.extra_hosts.clone(),
     };
     let shown = step.original.trim().to_string();
     crate::exec::run(&spec, &secrets, &shown, &others.output).map_err(|e| exec_error(e, line))?;
@@ -1465,9 +1481,10 @@ fn run_step_chroot(
     store: &Store,
     step: &Step,
     line: usize,
-    output: &crate::exec::OutputSink,
+    others: &RunSources<'_>,
 ) -> Result<(Vec<Entry>, crate::content::TempDir), BuildError> {
     use crate::exec::chroot;
+    let output = &others.output;
     use crate::exec::mounts::{parse, MountSpec};
     let unsupported = |what: String| {
         BuildError::step(
@@ -1495,6 +1512,9 @@ fn run_step_chroot(
     if r.network.as_deref() == Some("none") {
         return Err(unsupported("RUN --network=none".into()));
     }
+    if r.network.is_none() && others.opts.no_network {
+        return Err(unsupported("--network=none".into()));
+    }
     let cfg = &state.config.config;
     let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
     rootless_user_check(uid, gid, &cfg.user, line)?;
@@ -1519,7 +1539,7 @@ fn run_step_chroot(
     } else {
         cfg.working_dir.clone()
     };
-    let saved = chroot::prepare(&root, &cwd);
+    let saved = chroot::prepare(&root, &cwd, &others.opts.extra_hosts);
     let mut skip: Vec<String> = ["dev", "proc", "sys"]
         .iter()
         .map(|s| s.to_string())

@@ -270,6 +270,13 @@ pub struct BuildArgs {
     /// (default: untagged and `:latest` bases every build, other tags once).
     #[arg(long, default_value = "default", num_args = 0..=1, require_equals = true, default_missing_value = "always")]
     pub pull: String,
+    /// Network for RUN steps without their own `--network`: `default` and `host` (the
+    /// host's network; there is no daemon bridge) or `none`.
+    #[arg(long, default_value = "default", value_name = "MODE")]
+    pub network: String,
+    /// A line for /etc/hosts in RUN steps: `HOST:IP` or `HOST=IP` (repeatable).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
     /// How RUN is isolated: `auto` (namespaces and overlay when allowed, else chroot),
     /// `namespaces` (`oci`), `chroot` (no mounts: unprivileged pods).
     #[arg(long, default_value = "auto")]

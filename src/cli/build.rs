@@ -36,6 +36,33 @@ fn key_values(
         .collect()
 }
 
+/// An `--add-host HOST:IP` (or `HOST=IP`, for IPv6) as an `/etc/hosts` line.
+fn extra_host(spec: &str) -> Result<String, CliError> {
+    let bad = |why: &str| {
+        usage(
+            format!("invalid --add-host {spec:?}: {why}"),
+            "write --add-host NAME:IP, e.g. --add-host db.local:10.0.0.5 (NAME=IP for IPv6)",
+        )
+    };
+    let (host, ip) = spec
+        .split_once('=')
+        .or_else(|| spec.split_once(':'))
+        .ok_or_else(|| bad("no IP address"))?;
+    if ip == "host-gateway" {
+        return Err(bad(
+            "host-gateway names a daemon's bridge; RUN shares this machine's network, so use 127.0.0.1",
+        ));
+    }
+    let ip: std::net::IpAddr = ip
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| bad(&format!("{ip:?} is not an IP address")))?;
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err(bad("the host name is empty or has spaces"));
+    }
+    Ok(format!("{ip}\t{host}"))
+}
+
 pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
     let df_path = a
         .file
@@ -176,6 +203,21 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         progress: progress.as_ref().map(|p| p.reporter()),
         inline_cache: a.cache_to.iter().any(|s| s.contains("type=inline")),
         ssh: read_ssh(&a.ssh)?,
+        no_network: match a.network.as_str() {
+            "default" | "host" => false,
+            "none" => true,
+            other => {
+                return Err(usage(
+                    format!("unknown --network {other:?}"),
+                    "use default, host or none",
+                ))
+            }
+        },
+        extra_hosts: a
+            .add_hosts
+            .iter()
+            .map(|h| extra_host(h))
+            .collect::<Result<_, _>>()?,
         isolation: crate::exec::chroot::Isolation::parse(&a.isolation).ok_or_else(|| {
             usage(
                 format!("unknown --isolation {:?}", a.isolation),

@@ -97,7 +97,8 @@ const DEVICES: [(&str, u32, u32); 6] = [
 ];
 
 /// Prepares the root (devices, host files, working directory); returns what to restore.
-pub fn prepare(root: &Path, cwd: &str) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+/// `extra_hosts` are `/etc/hosts` lines added after the host's (`--add-host`).
+pub fn prepare(root: &Path, cwd: &str, extra_hosts: &[String]) -> Vec<(PathBuf, Option<Vec<u8>>)> {
     let dev = root.join("dev");
     let _ = std::fs::create_dir_all(&dev);
     let _ = std::fs::create_dir_all(root.join("proc"));
@@ -120,9 +121,18 @@ pub fn prepare(root: &Path, cwd: &str) -> Vec<(PathBuf, Option<Vec<u8>>)> {
         if std::fs::symlink_metadata(&inside).is_ok_and(|m| m.file_type().is_symlink()) {
             continue;
         }
-        let Ok(host) = std::fs::read(Path::new("/").join(f)) else {
+        let Ok(mut host) = std::fs::read(Path::new("/").join(f)) else {
             continue;
         };
+        if f == "etc/hosts" && !extra_hosts.is_empty() {
+            if !host.is_empty() && !host.ends_with(b"\n") {
+                host.push(b'\n');
+            }
+            for l in extra_hosts {
+                host.extend_from_slice(l.as_bytes());
+                host.push(b'\n');
+            }
+        }
         restore.push((inside.clone(), std::fs::read(&inside).ok()));
         if let Some(d) = inside.parent() {
             let _ = std::fs::create_dir_all(d);

@@ -50,6 +50,9 @@ pub struct RunSpec {
     pub hostname: String,
     /// No network (`--network=none`).
     pub no_network: bool,
+    /// Lines added to the host's `/etc/hosts` (`--add-host`).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
     /// `RUN --mount`s, resolved to host paths.
     pub mounts: Vec<SandboxMount>,
     /// A heredoc script to place at [`SCRIPT_PATH`] (on the sandbox's tmpfs `/dev`, so it is

@@ -265,7 +265,20 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
         let _ = mount::mount_remount(&sys, MountFlags::BIND | MountFlags::RDONLY, c"");
     }
     for f in ["etc/resolv.conf", "etc/hosts"] {
-        let host = Path::new("/").join(f);
+        let mut host = Path::new("/").join(f);
+        if f == "etc/hosts" && !spec.extra_hosts.is_empty() {
+            // The host's file and the --add-host lines, on the sandbox's private tmpfs.
+            let mut text = std::fs::read_to_string(&host).unwrap_or_default();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            for l in &spec.extra_hosts {
+                text.push_str(l);
+                text.push('\n');
+            }
+            host = dev.join(".rbuild-hosts");
+            std::fs::write(&host, text).map_err(|e| format!("{}: {e}", host.display()))?;
+        }
         let target = merged.join(f);
         if host.is_file() && std::fs::symlink_metadata(&target).map_or(true, |m| m.is_file()) {
             ensure_file(&target)?;
