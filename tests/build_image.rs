@@ -349,3 +349,50 @@ fn platforms_are_normalized_like_docker_and_nonsense_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn buildx_flags_in_ci_scripts_work_or_say_what_to_use_instead() {
+    let ws = Workspace::new();
+    write(&ws.ctx(), "Dockerfile", "FROM scratch\nCOPY Dockerfile /\n");
+    let o = ws.rbuild(
+        &[
+            "-t",
+            "x:1",
+            "-o",
+            &ws.oci_output(),
+            "--annotation",
+            "org.opencontainers.image.source=https://example.com/app",
+            "--annotation",
+            "manifest:org.opencontainers.image.revision=abc123",
+            "--provenance=false",
+            "--sbom=false",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let image = format!("oci:{}:1", ws.out().display());
+    let m: Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", "--raw", &image]).stdout).unwrap();
+    assert_eq!(
+        m["annotations"],
+        serde_json::json!({
+            "org.opencontainers.image.source": "https://example.com/app",
+            "org.opencontainers.image.revision": "abc123",
+        })
+    );
+    for (args, says) in [
+        (&["--load"][..], "docker load"),
+        (&["--provenance=mode=max"][..], "--provenance=false"),
+        (&["--sbom"][..], "--sbom=false"),
+        (&["--annotation", "index:a=b"][..], "manifest:KEY=VALUE"),
+        (&["--annotation", "a"][..], "KEY=VALUE"),
+    ] {
+        let o = ws.rbuild(&[&["-t", "x:1"][..], args].concat(), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("hint:") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}

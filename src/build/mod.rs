@@ -163,6 +163,8 @@ pub struct BuildOptions {
     pub no_network: bool,
     /// `--add-host`: `/etc/hosts` lines (`IP\tHOST`) for every RUN.
     pub extra_hosts: Vec<String>,
+    /// `--annotation`: annotations on the image manifest.
+    pub annotations: BTreeMap<String, String>,
     /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
     pub ssh: BTreeMap<String, PathBuf>,
 }
@@ -558,7 +560,7 @@ pub fn build(df: &Dockerfile, store: &Store, opts: &BuildOptions) -> Result<Buil
         media_type: Some(image::MANIFEST_V1.into()),
         config: config_desc.clone(),
         layers: state.layers.clone(),
-        annotations: BTreeMap::new(),
+        annotations: opts.annotations.clone(),
     };
     let manifest_desc = store.put(image::MANIFEST_V1, &image::to_json(&manifest))?;
     let sources = state

@@ -266,6 +266,18 @@ pub struct BuildArgs {
     /// Target platform, `os/arch[/variant]` (default: this machine's).
     #[arg(long)]
     pub platform: Option<String>,
+    /// `KEY=VALUE` (or `manifest:KEY=VALUE`) annotation on the image manifest (repeatable).
+    #[arg(long = "annotation")]
+    pub annotations: Vec<String>,
+    /// Accepted for buildx scripts: rbuild makes no provenance attestation, so only `false`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "false")]
+    pub provenance: Option<String>,
+    /// Accepted for buildx scripts: rbuild makes no SBOM attestation, so only `false`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "false")]
+    pub sbom: Option<String>,
+    /// Refused with a hint: there is no daemon to load into (use `-o type=docker,dest=F.tar`).
+    #[arg(long)]
+    pub load: bool,
     /// When to resolve registry bases again: `always`, `missing`, `never`, `newer`
     /// (default: untagged and `:latest` bases every build, other tags once).
     #[arg(long, default_value = "default", num_args = 0..=1, require_equals = true, default_missing_value = "always")]

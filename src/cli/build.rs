@@ -36,6 +36,41 @@ fn key_values(
         .collect()
 }
 
+/// `--annotation` values as manifest annotations. buildx's other targets (`index:`,
+/// descriptors, per-platform) have no object here: rbuild makes one manifest.
+fn annotations(list: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    let mut out = BTreeMap::new();
+    for a in list {
+        let (key, value) = a.split_once('=').ok_or_else(|| {
+            usage(
+                format!("--annotation {a:?} has no value"),
+                "write `--annotation KEY=VALUE`",
+            )
+        })?;
+        let key = match key.split_once(':') {
+            // `manifest[os/arch]:` names the one platform built here.
+            Some((kind, k)) if kind == "manifest" || kind.starts_with("manifest[") => k,
+            Some((kind, _)) if !kind.contains('.') && !kind.contains('/') => {
+                return Err(usage(
+                    format!(
+                    "--annotation {a:?}: rbuild annotates the image manifest only, not {kind:?}"
+                ),
+                    "write `--annotation KEY=VALUE` or `--annotation manifest:KEY=VALUE`",
+                ))
+            }
+            _ => key,
+        };
+        if key.is_empty() {
+            return Err(usage(
+                format!("--annotation {a:?} has an empty key"),
+                "write `--annotation KEY=VALUE`, e.g. org.opencontainers.image.source=https://...",
+            ));
+        }
+        out.insert(key.to_string(), value.to_string());
+    }
+    Ok(out)
+}
+
 /// An `--add-host HOST:IP` (or `HOST=IP`, for IPv6) as an `/etc/hosts` line.
 fn extra_host(spec: &str) -> Result<String, CliError> {
     let bad = |why: &str| {
@@ -165,6 +200,20 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
         _ => None,
     };
     let target = super::platform_flag(a.platform.as_deref())?;
+    if a.load {
+        return Err(usage(
+            "--load needs a Docker daemon to load the image into, and rbuild runs without one",
+            "write an archive with `-o type=docker,dest=image.tar` and run `docker load -i image.tar`, or --push",
+        ));
+    }
+    for (flag, value) in [("--provenance", &a.provenance), ("--sbom", &a.sbom)] {
+        if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
+            return Err(usage(
+                format!("{flag}={v}: rbuild does not make attestations"),
+                &format!("drop {flag}, or write {flag}=false"),
+            ));
+        }
+    }
     if a.push && tags.is_empty() {
         return Err(usage(
             "--push needs at least one -t NAME[:TAG]",
@@ -213,6 +262,7 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
                 ))
             }
         },
+        annotations: annotations(&a.annotations)?,
         extra_hosts: a
             .add_hosts
             .iter()
