@@ -160,16 +160,23 @@ fn what_chroot_mode_cannot_do_is_refused_clearly() {
 }
 
 #[test]
-fn add_host_reaches_chroot_runs_and_network_none_is_refused_there() {
+fn add_host_and_ulimit_reach_chroot_runs_and_what_needs_namespaces_is_refused() {
     let (ws, bc) = setup();
     write(
         &ws.ctx(),
         "Dockerfile",
-        "FROM base\nRUN cat /etc/hosts > /hosts-copy\n",
+        "FROM base\nRUN cat /etc/hosts > /hosts-copy && ulimit -n > /nofile\n",
     );
     let flags = ["--build-context", &bc, "--isolation", "chroot"];
-    ws.build_ok(&[&flags[..], &["--add-host", "db.local:10.1.2.3"]].concat());
+    ws.build_ok(
+        &[
+            &flags[..],
+            &["--add-host", "db.local:10.1.2.3", "--ulimit", "nofile=1000"],
+        ]
+        .concat(),
+    );
     let root = ws.unpack();
+    assert_eq!(fs::read_to_string(root.join("nofile")).unwrap(), "1000\n");
     let hosts = fs::read_to_string(root.join("hosts-copy")).unwrap();
     assert!(hosts.lines().any(|l| l == "10.1.2.3\tdb.local"), "{hosts}");
     // The host's /etc/hosts is put back, and the layer does not hold it.

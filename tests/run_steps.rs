@@ -364,3 +364,53 @@ fn fifos_and_device_nodes_are_kept_in_layers_as_buildkit_keeps_them() {
     assert!(pipe.file_type().is_fifo());
     assert_eq!(pipe.mode() & 0o777, 0o640);
 }
+
+#[test]
+fn ulimit_and_shm_size_apply_to_every_run_like_docker_build() {
+    let (ws, bc) = with_busybox(
+        "FROM base\nRUN ulimit -n > /nofile && ulimit -Hn > /nofile-hard && cat /proc/mounts > /mounts\n",
+    );
+    let flags = [
+        "--build-context",
+        &bc,
+        "--ulimit",
+        "nofile=1024:2048",
+        "--shm-size",
+        "64m",
+    ];
+    ws.build_ok(&flags);
+    let root = ws.unpack();
+    assert_eq!(fs::read_to_string(root.join("nofile")).unwrap(), "1024\n");
+    assert_eq!(
+        fs::read_to_string(root.join("nofile-hard")).unwrap(),
+        "2048\n"
+    );
+    let mounts = fs::read_to_string(root.join("mounts")).unwrap();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /dev/shm tmpfs ") && l.contains("size=65536k")),
+        "{mounts}"
+    );
+    // Other limits are another RUN.
+    let o = ws.build_ok(&[&flags[..2], &["--ulimit", "nofile=512:512"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("miss: build settings changed"), "{err}");
+    assert_eq!(
+        fs::read_to_string(ws.unpack().join("nofile")).unwrap(),
+        "512\n"
+    );
+    for (flag, value) in [
+        ("--ulimit", "files=10"),
+        ("--ulimit", "nofile=2048:1024"),
+        ("--shm-size", "lots"),
+    ] {
+        let o = ws.rbuild(&["--build-context", &bc, flag, value], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(value) && err.contains("hint:"),
+            "{flag} {value}: {err}"
+        );
+    }
+}

@@ -163,6 +163,10 @@ pub struct BuildOptions {
     pub no_network: bool,
     /// `--add-host`: `/etc/hosts` lines (`IP\tHOST`) for every RUN.
     pub extra_hosts: Vec<String>,
+    /// `--ulimit`: resource limits for every RUN.
+    pub ulimits: Vec<crate::exec::limits::Ulimit>,
+    /// `--shm-size`: bytes of `/dev/shm` in every RUN.
+    pub shm_size: Option<u64>,
     /// `--annotation`: annotations on the image manifest.
     pub annotations: BTreeMap<String, String>,
     /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
@@ -864,6 +868,12 @@ fn build_stage(
                         .settings
                         .push_str(&format!(" add-host={}", h.replace('\t', "=")));
                 }
+                for u in &opts.ulimits {
+                    inputs.settings.push_str(&format!(" ulimit={u:?}"));
+                }
+                if let Some(n) = opts.shm_size {
+                    inputs.settings.push_str(&format!(" shm-size={n}"));
+                }
                 inputs.env = scope
                     .run_env()
                     .into_iter()
@@ -1429,6 +1439,8 @@ fn run_step(
         hostname: "rbuild".into(),
         no_network,
         extra_hosts: others.opts.extra_hosts.clone(),
+        ulimits: others.opts.ulimits.clone(),
+        shm_size: others.opts.shm_size,
     };
     let shown = step.original.trim().to_string();
     crate::exec::run(&spec, &secrets, &shown, &others.output).map_err(|e| exec_error(e, line))?;
@@ -1517,6 +1529,9 @@ fn run_step_chroot(
     if r.network.is_none() && others.opts.no_network {
         return Err(unsupported("--network=none".into()));
     }
+    if others.opts.shm_size.is_some() {
+        return Err(unsupported("--shm-size".into()));
+    }
     let cfg = &state.config.config;
     let (uid, gid) = owner::resolve_owner(&cfg.user, line, &mut |p| state.read_file(store, p))?;
     rootless_user_check(uid, gid, &cfg.user, line)?;
@@ -1571,6 +1586,7 @@ fn run_step_chroot(
         cwd,
         uid: uid as u32,
         gid: gid as u32,
+        ulimits: others.opts.ulimits.clone(),
     };
     let result = chroot::run(&spec, step.original.trim(), output);
     let _ = std::fs::remove_file(&script_path);

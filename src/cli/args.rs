@@ -289,6 +289,13 @@ pub struct BuildArgs {
     /// A line for /etc/hosts in RUN steps: `HOST:IP` or `HOST=IP` (repeatable).
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
+    /// A resource limit for RUN steps: `NAME=SOFT[:HARD]`, e.g. `nofile=1024:2048`
+    /// (repeatable; `-1` is unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Size of /dev/shm in RUN steps, e.g. `64m` or `1g`.
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// How RUN is isolated: `auto` (namespaces and overlay when allowed, else chroot),
     /// `namespaces` (`oci`), `chroot` (no mounts: unprivileged pods).
     #[arg(long, default_value = "auto")]

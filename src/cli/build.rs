@@ -263,6 +263,30 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
             }
         },
         annotations: annotations(&a.annotations)?,
+        ulimits: a
+            .ulimits
+            .iter()
+            .map(|u| {
+                crate::exec::limits::Ulimit::parse(u).map_err(|e| {
+                    usage(
+                        format!("invalid --ulimit {u:?}: {e}"),
+                        "write --ulimit NAME=SOFT[:HARD], e.g. --ulimit nofile=1024:2048",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(|s| {
+                crate::exec::limits::parse_size(s).map_err(|e| {
+                    usage(
+                        format!("invalid --shm-size: {e}"),
+                        "write a size such as --shm-size 256m",
+                    )
+                })
+            })
+            .transpose()?,
         extra_hosts: a
             .add_hosts
             .iter()

@@ -81,6 +81,8 @@ pub struct ChrootSpec {
     pub uid: u32,
     /// Group id.
     pub gid: u32,
+    /// Resource limits (`--ulimit`).
+    pub ulimits: Vec<super::limits::Ulimit>,
 }
 
 /// Files of the host placed into the root for the command and taken out before the diff.
@@ -185,6 +187,7 @@ pub fn run(spec: &ChrootSpec, shown: &str, out: &super::OutputSink) -> Result<()
         .map_err(|_| ExecError::Setup("NUL in WORKDIR".into()))?;
     let (uid, gid) = (spec.uid, spec.gid);
     let rootless = super::rootless::active();
+    let limits: Vec<_> = spec.ulimits.iter().filter_map(|u| u.resource()).collect();
     // SAFETY: the closure runs in the forked child and only makes system calls on data
     // prepared before the fork.
     unsafe {
@@ -196,6 +199,9 @@ pub fn run(spec: &ChrootSpec, shown: &str, out: &super::OutputSink) -> Result<()
             rustix::process::chroot(root.as_c_str())?;
             chdir(c"/")?;
             chdir(cwd.as_c_str())?;
+            for (resource, limit) in &limits {
+                rustix::process::setrlimit(*resource, limit.clone())?;
+            }
             if !rootless {
                 rustix::thread::set_thread_groups(&[])?;
             }

@@ -11,6 +11,7 @@
 //! command as PID 1 of the new PID namespace after `pivot_root`.
 
 pub mod chroot;
+pub mod limits;
 pub mod mounts;
 pub mod rootless;
 pub mod sandbox;
@@ -53,6 +54,12 @@ pub struct RunSpec {
     /// Lines added to the host's `/etc/hosts` (`--add-host`).
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// Resource limits (`--ulimit`).
+    #[serde(default)]
+    pub ulimits: Vec<limits::Ulimit>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`); unset is tmpfs's default.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
     /// `RUN --mount`s, resolved to host paths.
     pub mounts: Vec<SandboxMount>,
     /// A heredoc script to place at [`SCRIPT_PATH`] (on the sandbox's tmpfs `/dev`, so it is

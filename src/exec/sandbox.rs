@@ -243,13 +243,19 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
     for dir in ["shm", "pts"] {
         let _ = std::fs::create_dir(dev.join(dir));
     }
-    let _ = mount::mount(
+    let shm_opts = CString::new(match spec.shm_size {
+        Some(n) => format!("mode=1777,size={n}"),
+        None => "mode=1777".into(),
+    })
+    .map_err(|_| "bad --shm-size".to_string())?;
+    mount::mount(
         "shm",
         dev.join("shm"),
         "tmpfs",
         MountFlags::NOSUID | MountFlags::NODEV,
-        c"mode=1777",
-    );
+        shm_opts.as_c_str(),
+    )
+    .map_err(err("mounting /dev/shm"))?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -300,6 +306,7 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
     .map_err(|_| "NUL in WORKDIR".to_string())?;
     let (uid, gid) = (spec.uid, spec.gid);
     let rootless = super::rootless::active();
+    let limits: Vec<_> = spec.ulimits.iter().filter_map(|u| u.resource()).collect();
     let program = spec.argv.first().ok_or("empty command")?.clone();
     let mut cmd = Command::new(&program);
     cmd.args(&spec.argv[1..]).env_clear();
@@ -326,6 +333,9 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
             mount::unmount(c".", UnmountFlags::DETACH)?;
             chdir(c"/")?;
             chdir(cwd_c.as_c_str())?;
+            for (resource, limit) in &limits {
+                rustix::process::setrlimit(*resource, limit.clone())?;
+            }
             if !rootless {
                 // setgroups is denied in a user namespace that maps one id.
                 rustix::thread::set_thread_groups(&[])?;
