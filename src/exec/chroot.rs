@@ -200,7 +200,7 @@ pub fn run(spec: &ChrootSpec, shown: &str, out: &super::OutputSink) -> Result<()
             chdir(c"/")?;
             chdir(cwd.as_c_str())?;
             for (resource, limit) in &limits {
-                rustix::process::setrlimit(*resource, limit.clone())?;
+                rustix::process::setrlimit(*resource, *limit)?;
             }
             if !rootless {
                 rustix::thread::set_thread_groups(&[])?;

@@ -334,7 +334,7 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
             chdir(c"/")?;
             chdir(cwd_c.as_c_str())?;
             for (resource, limit) in &limits {
-                rustix::process::setrlimit(*resource, limit.clone())?;
+                rustix::process::setrlimit(*resource, *limit)?;
             }
             if !rootless {
                 // setgroups is denied in a user namespace that maps one id.
