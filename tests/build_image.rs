@@ -396,3 +396,84 @@ fn buildx_flags_in_ci_scripts_work_or_say_what_to_use_instead() {
         );
     }
 }
+
+#[test]
+fn a_dockerfile_or_a_context_archive_on_stdin_builds_like_docker_build_dash() {
+    use crate::support::rbuild_stdin;
+    let ws = Workspace::new();
+    let ctx = ws.ctx();
+    write(&ctx, "Dockerfile", "FROM scratch\nCOPY app /app\n");
+    write(&ctx, "app/main.js", "console.log(1)\n");
+    let store = ws.store();
+    let out = ws.oci_output();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["-t", "x:1", "--root", store.to_str().unwrap(), "-o", &out]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.push("-".into());
+        v
+    };
+    let run = |extra: &[&str], input: &[u8]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        rbuild_stdin(&a, &[], input)
+    };
+    // The same context as a directory, as a tar and as a tar.gz: the same image.
+    let from_dir = ws.build_ok(&[]);
+    let digest = String::from_utf8_lossy(&from_dir.stdout).trim().to_string();
+    let tar = tool(
+        "tar",
+        &["-C", ctx.to_str().unwrap(), "-cf", "-", "Dockerfile", "app"],
+    )
+    .stdout;
+    let tgz = tool(
+        "tar",
+        &[
+            "-C",
+            ctx.to_str().unwrap(),
+            "-czf",
+            "-",
+            "Dockerfile",
+            "app",
+        ],
+    )
+    .stdout;
+    for input in [&tar, &tgz] {
+        let o = run(&["-q"], input);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    }
+    // A lone Dockerfile builds with an empty context: COPY finds nothing, named <stdin>.
+    let o = run(&[], b"FROM scratch\nLABEL from=stdin\n");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[], b"FROM scratch\nCOPY app /app\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("<stdin>:2"), "{err}");
+    // Wrong uses say what to do.
+    for (extra, input, says) in [
+        (&["-f", "-"][..], &tar[..], "both"),
+        (
+            &["-f", "nope/Dockerfile"][..],
+            &tar[..],
+            "has no nope/Dockerfile",
+        ),
+        (
+            &["-f", "Dockerfile"][..],
+            &b"FROM scratch\n"[..],
+            "not an archive",
+        ),
+    ] {
+        let o = run(extra, input);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(
+            err.contains(says) && err.contains("hint:"),
+            "{extra:?}: {err}"
+        );
+    }
+    // Nothing is left in the store's scratch space.
+    let tmp = store.join("tmp");
+    assert_eq!(fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0);
+}

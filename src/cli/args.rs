@@ -245,7 +245,8 @@ pub struct RmiArgs {
 /// `rbuild build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build context directory.
+    /// The build context directory, or `-` to read a Dockerfile or a tar archive of the
+    /// context (plain or compressed) from standard input.
     #[arg(default_value = ".")]
     pub context: PathBuf,
     /// Name and tag, `name[:tag]` (repeatable).

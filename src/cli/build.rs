@@ -98,7 +98,17 @@ fn extra_host(spec: &str) -> Result<String, CliError> {
     Ok(format!("{ip}\t{host}"))
 }
 
-pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
+pub(super) fn run(mut a: BuildArgs) -> Result<(), CliError> {
+    // `rbuild build -`: the context (or a lone Dockerfile) comes from standard input.
+    let stdin_context = if a.context.as_os_str() == "-" {
+        let store = super::store::open(&a.store)?;
+        let c = super::stdin_context::read(&store, a.file.as_deref())?;
+        a.context = c.context.clone();
+        a.file = Some(c.dockerfile.clone());
+        Some(c)
+    } else {
+        None
+    };
     let df_path = a
         .file
         .clone()
@@ -109,7 +119,10 @@ pub(super) fn run(a: BuildArgs) -> Result<(), CliError> {
             "pass the directory to build from, e.g. `rbuild -t app:v1 .`",
         ));
     }
-    let (df_name, text) = read_dockerfile(&df_path)?;
+    let (mut df_name, text) = read_dockerfile(&df_path)?;
+    if let Some(c) = &stdin_context {
+        df_name = c.name.clone();
+    }
     let df = Dockerfile::parse(&text).map_err(|e| frontend_error(&df_name, e))?;
     let file_for_facts = a.file.as_deref().filter(|f| f.as_os_str() != "-");
     let shown = !a.quiet && a.progress != "quiet";

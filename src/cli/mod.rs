@@ -11,6 +11,7 @@ mod parse;
 mod pin;
 mod progress;
 mod registry;
+mod stdin_context;
 mod store;
 
 use std::process::ExitCode;

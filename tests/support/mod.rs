@@ -91,7 +91,7 @@ pub fn rbuild(args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 /// Runs the rbuild binary with `stdin` as its standard input.
-pub fn rbuild_stdin(args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output {
+pub fn rbuild_stdin(args: &[&str], envs: &[(&str, &str)], stdin: impl AsRef<[u8]>) -> Output {
     use std::io::Write;
     let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
     c.args(args)
@@ -106,7 +106,7 @@ pub fn rbuild_stdin(args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output
         .stdin
         .take()
         .unwrap()
-        .write_all(stdin.as_bytes())
+        .write_all(stdin.as_ref())
         .unwrap();
     child.wait_with_output().unwrap()
 }
