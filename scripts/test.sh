@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: real registry, image tools nobody here wrote, runtimes.
-pkgs=(skopeo umoci runc docker-registry pigz busybox-static apache2-utils openssl uidmap util-linux)
+pkgs=(skopeo umoci runc docker-registry pigz busybox-static apache2-utils openssl uidmap util-linux git)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

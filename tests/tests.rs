@@ -46,6 +46,8 @@ mod registry_cache;
 mod registry_faults;
 #[path = "registry_push_pull.rs"]
 mod registry_push_pull;
+#[path = "remote_contexts.rs"]
+mod remote_contexts;
 #[path = "rootless_run.rs"]
 mod rootless_run;
 #[path = "run_chroot.rs"]

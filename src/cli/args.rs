@@ -245,8 +245,10 @@ pub struct RmiArgs {
 /// `rbuild build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build context directory, or `-` to read a Dockerfile or a tar archive of the
-    /// context (plain or compressed) from standard input.
+    /// The build context: a directory; `-` to read a Dockerfile or a tar archive of the
+    /// context (plain or compressed) from standard input; a Git URL (`https://host/r.git`,
+    /// `git@host:r`, `github.com/o/r`, with `#REF:DIR`); or an HTTP(S) URL of an archive or a
+    /// Dockerfile.
     #[arg(default_value = ".")]
     pub context: PathBuf,
     /// Name and tag, `name[:tag]` (repeatable).

@@ -100,9 +100,17 @@ fn extra_host(spec: &str) -> Result<String, CliError> {
 
 pub(super) fn run(mut a: BuildArgs) -> Result<(), CliError> {
     // `rbuild build -`: the context (or a lone Dockerfile) comes from standard input.
-    let stdin_context = if a.context.as_os_str() == "-" {
+    // A URL: a Git repository or a file over HTTP(S), fetched into scratch space.
+    let arg = a.context.to_string_lossy().into_owned();
+    let remote = (!a.context.exists())
+        .then(|| super::remote_context::classify(&arg))
+        .flatten();
+    let stdin_context = if arg == "-" || remote.is_some() {
         let store = super::store::open(&a.store)?;
-        let c = super::stdin_context::read(&store, a.file.as_deref())?;
+        let c = match &remote {
+            Some(r) => super::remote_context::fetch(&store, &arg, r, a.file.as_deref())?,
+            None => super::stdin_context::read(&store, a.file.as_deref())?,
+        };
         a.context = c.context.clone();
         a.file = Some(c.dockerfile.clone());
         Some(c)

@@ -11,6 +11,7 @@ mod parse;
 mod pin;
 mod progress;
 mod registry;
+mod remote_context;
 mod stdin_context;
 mod store;
 

@@ -2,7 +2,8 @@
 //! tar archive (plain, gzip, bzip2, xz or zstd) is the context, with the Dockerfile inside
 //! (`-f` names it relative to the archive's root); anything else is a Dockerfile, built with
 //! an empty context. The archive is unpacked into the store's scratch space with the same
-//! safe extraction as image layers, so a hostile archive cannot write outside it.
+//! safe extraction as image layers, so a hostile archive cannot write outside it. A context
+//! downloaded over HTTP is read the same way.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -14,8 +15,9 @@ use crate::layer::read::{decoder, looks_like_tar, Format};
 use super::error::{CliError, ExitKind};
 use super::parse::MAX_DOCKERFILE;
 
-/// A context made from standard input; the directory lives as long as this value.
-pub(super) struct StdinContext {
+/// A context made in the store's scratch space (from standard input, a URL or a Git
+/// repository); the directory lives as long as this value.
+pub(super) struct TempContext {
     _dir: TempDir,
     /// The context directory.
     pub context: PathBuf,
@@ -25,27 +27,39 @@ pub(super) struct StdinContext {
     pub name: String,
 }
 
-fn failed(what: impl std::fmt::Display) -> CliError {
+impl TempContext {
+    /// A context at `context` with `dockerfile`, both inside `dir`.
+    pub(super) fn new(dir: TempDir, context: PathBuf, dockerfile: PathBuf, name: String) -> Self {
+        TempContext {
+            _dir: dir,
+            context,
+            dockerfile,
+            name,
+        }
+    }
+}
+
+fn failed(source: &str, what: impl std::fmt::Display) -> CliError {
     CliError::new(
         ExitKind::Failure,
-        format!("reading the build context from standard input: {what}"),
+        format!("reading the build context from {source}: {what}"),
     )
-    .hinted("pipe a Dockerfile or a tar archive of the context: `rbuild -t app - < context.tar.gz`")
+    .hinted("give a Dockerfile or a tar archive of the context (plain, gz, bz2, xz or zst)")
 }
 
 /// Reads standard input into a context directory under the store's scratch space.
-pub(super) fn read(
-    store: &Store,
-    file: Option<&std::path::Path>,
-) -> Result<StdinContext, CliError> {
-    read_from(store, std::io::stdin().lock(), file)
+pub(super) fn read(store: &Store, file: Option<&std::path::Path>) -> Result<TempContext, CliError> {
+    read_from(store, std::io::stdin().lock(), file, "standard input")
 }
 
-fn read_from(
+/// Reads a Dockerfile or a context archive from `input` (named `source` in errors).
+pub(super) fn read_from(
     store: &Store,
     mut input: impl Read,
     file: Option<&std::path::Path>,
-) -> Result<StdinContext, CliError> {
+    source: &str,
+) -> Result<TempContext, CliError> {
+    let failed = |e: &dyn std::fmt::Display| failed(source, e);
     if file.is_some_and(|f| f.as_os_str() == "-") {
         return Err(CliError::new(
             ExitKind::Usage,
@@ -53,35 +67,32 @@ fn read_from(
         )
         .hinted("give the context as a directory, or the Dockerfile with -f FILE"));
     }
-    let dir = store.temp_dir("stdin-context").map_err(failed)?;
+    let dir = store.temp_dir("stdin-context").map_err(|e| failed(&e))?;
     let context = dir.path().join("context");
-    std::fs::create_dir(&context).map_err(failed)?;
+    std::fs::create_dir(&context).map_err(|e| failed(&e))?;
     // Enough of the stream to tell an archive from a Dockerfile (pipes return short reads).
     let mut head = Vec::with_capacity(1 << 16);
     (&mut input)
         .take(1 << 16)
         .read_to_end(&mut head)
-        .map_err(failed)?;
+        .map_err(|e| failed(&e))?;
     let format = Format::sniff(&head);
     let is_archive = format != Format::Plain || looks_like_tar(&head);
     let whole = std::io::Cursor::new(head).chain(input);
     if is_archive {
-        let tar = decoder(whole, format).map_err(failed)?;
-        apply_layer(&context, tar).map_err(failed)?;
+        let tar = decoder(whole, format).map_err(|e| failed(&e))?;
+        apply_layer(&context, tar).map_err(|e| failed(&e))?;
         let rel = file.map_or_else(|| PathBuf::from("Dockerfile"), PathBuf::from);
         let dockerfile = context.join(rel.strip_prefix("/").unwrap_or(&rel));
         if !dockerfile.is_file() {
             return Err(CliError::new(
                 ExitKind::Usage,
-                format!(
-                    "the archive on standard input has no {}",
-                    rel.display()
-                ),
+                format!("the archive from {source} has no {}", rel.display()),
             )
             .hinted("put a Dockerfile at the archive's root, or name it with -f PATH inside the archive"));
         }
         let name = rel.display().to_string();
-        return Ok(StdinContext {
+        return Ok(TempContext {
             _dir: dir,
             context,
             dockerfile,
@@ -91,15 +102,17 @@ fn read_from(
     if file.is_some() {
         return Err(CliError::new(
             ExitKind::Usage,
-            "-f names a Dockerfile inside a context archive, but standard input is not an archive",
+            format!(
+                "-f names a Dockerfile inside a context archive, but {source} is not an archive"
+            ),
         )
         .hinted("drop -f to build the Dockerfile on standard input, or pipe a tar archive"));
     }
     // The Dockerfile sits beside the (empty) context, so `COPY . /` does not copy it.
     let dockerfile = dir.path().join("Dockerfile");
-    let mut out = std::fs::File::create(&dockerfile).map_err(failed)?;
-    std::io::copy(&mut whole.take(MAX_DOCKERFILE + 1), &mut out).map_err(failed)?;
-    Ok(StdinContext {
+    let mut out = std::fs::File::create(&dockerfile).map_err(|e| failed(&e))?;
+    std::io::copy(&mut whole.take(MAX_DOCKERFILE + 1), &mut out).map_err(|e| failed(&e))?;
+    Ok(TempContext {
         _dir: dir,
         context,
         dockerfile,
@@ -132,7 +145,7 @@ mod tests {
     #[test]
     fn a_dockerfile_on_stdin_builds_with_an_empty_context() {
         let (_t, s) = store();
-        let c = read_from(&s, &b"FROM scratch\n"[..], None).unwrap();
+        let c = read_from(&s, &b"FROM scratch\n"[..], None, "standard input").unwrap();
         assert_eq!(
             std::fs::read_to_string(&c.dockerfile).unwrap(),
             "FROM scratch\n"
@@ -148,7 +161,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &tar).unwrap();
         for input in [tar.clone(), gz.finish().unwrap()] {
-            let c = read_from(&s, &input[..], None).unwrap();
+            let c = read_from(&s, &input[..], None, "standard input").unwrap();
             assert_eq!(
                 std::fs::read_to_string(c.context.join("app/x.txt")).unwrap(),
                 "x"
@@ -160,10 +173,13 @@ mod tests {
             &s,
             &alt[..],
             Some(std::path::Path::new("build/Dockerfile.prod")),
+            "standard input",
         )
         .unwrap();
         assert!(c.dockerfile.is_file());
-        let e = read_from(&s, &alt[..], None).err().unwrap();
+        let e = read_from(&s, &alt[..], None, "standard input")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("no Dockerfile"), "{e}");
     }
 
@@ -178,13 +194,15 @@ mod tests {
         h.set_cksum();
         let mut climbing = h.as_bytes().to_vec();
         climbing.extend_from_slice(&escaping);
-        assert!(read_from(&s, &climbing[..], None).is_err());
+        assert!(read_from(&s, &climbing[..], None, "standard input").is_err());
         assert!(!_t.path().join("tmp/evil").exists());
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &tar_of(&[("Dockerfile", &"x".repeat(5000))])).unwrap();
         let mut cut = gz.finish().unwrap();
         cut.truncate(cut.len() / 2);
-        let e = read_from(&s, &cut[..], None).err().unwrap();
+        let e = read_from(&s, &cut[..], None, "standard input")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("standard input"), "{e}");
     }
 }
