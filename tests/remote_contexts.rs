@@ -149,6 +149,10 @@ fn a_git_repository_is_a_context_at_a_ref_and_directory() {
         (format!("{url}#no-such-ref"), "no-such-ref"),
         (format!("{url}#v1:nodir"), "no directory \"nodir\""),
         (
+            format!("{url}#--upload-pack=touch /tmp/rbuild-pwned"),
+            "is not a Git ref",
+        ),
+        (
             format!("git://127.0.0.1:{}/missing.git", daemon.port),
             "missing.git",
         ),
@@ -161,6 +165,7 @@ fn a_git_repository_is_a_context_at_a_ref_and_directory() {
         assert!(!o.status.success(), "{arg}");
         assert!(err.contains(says) && err.contains("hint:"), "{arg}: {err}");
     }
+    assert!(!Path::new("/tmp/rbuild-pwned").exists());
     // The clones are gone from the store's scratch space.
     let tmp = ws.store().join("tmp");
     assert_eq!(fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0);

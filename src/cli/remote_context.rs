@@ -121,6 +121,18 @@ fn clone(
 ) -> Result<TempContext, CliError> {
     let hint =
         "check the URL, the ref after #, and your git credentials (the `git` program is used)";
+    // A ref is handed to git as an argument: one that looks like an option is refused.
+    if reference.starts_with('-')
+        || reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(CliError::new(
+            ExitKind::Usage,
+            format!("{arg}: {reference:?} is not a Git ref"),
+        )
+        .hinted("write #BRANCH, #TAG or #COMMIT after the URL, optionally :DIR"));
+    }
     let dir = store
         .temp_dir("git-context")
         .map_err(|e| failed(arg, e, hint))?;
