@@ -368,22 +368,7 @@ fn a_fresh_clone_in_another_directory_hits_the_cache() {
     for f in ["src/app.js", ".dockerignore", "Dockerfile"] {
         write(&clone, f, &fs::read_to_string(ws.ctx().join(f)).unwrap());
     }
-    let out = ws.oci_output();
-    let root = ws.store();
-    let o = crate::support::rbuild(
-        &[
-            "-t",
-            "app:v1",
-            "-o",
-            &out,
-            "--progress",
-            "plain",
-            "--root",
-            root.to_str().unwrap(),
-            clone.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = ws.build_ok_from(clone.to_str().unwrap(), &["--progress", "plain"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("0 steps run, 2 cached"), "{err}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), first.digest);

@@ -423,23 +423,8 @@ fn a_dockerfile_or_a_context_archive_on_stdin_builds_like_docker_build_dash() {
     // The same context as a directory, as a tar and as a tar.gz: the same image.
     let from_dir = ws.build_ok(&[]);
     let digest = String::from_utf8_lossy(&from_dir.stdout).trim().to_string();
-    let tar = tool(
-        "tar",
-        &["-C", ctx.to_str().unwrap(), "-cf", "-", "Dockerfile", "app"],
-    )
-    .stdout;
-    let tgz = tool(
-        "tar",
-        &[
-            "-C",
-            ctx.to_str().unwrap(),
-            "-czf",
-            "-",
-            "Dockerfile",
-            "app",
-        ],
-    )
-    .stdout;
+    let tar = ws.context_tar(&["Dockerfile", "app"], false);
+    let tgz = ws.context_tar(&["Dockerfile", "app"], true);
     for input in [&tar, &tgz] {
         let o = run(&["-q"], input);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

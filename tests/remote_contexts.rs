@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{tool, write, HttpServer, Workspace};
+use crate::support::{write, HttpServer, Workspace};
 
 fn git(dir: &Path, args: &[&str]) {
     let o = Command::new("git")
@@ -79,30 +79,6 @@ fn layer_text(ws: &Workspace) -> String {
     ws.layer_listings().join("")
 }
 
-/// Builds `context` (a URL) into the workspace's output, as `build_ok` does for its directory.
-fn build_from(ws: &Workspace, context: &str) -> std::process::Output {
-    let out = ws.oci_output();
-    let root = ws.store();
-    let o = crate::support::rbuild(
-        &[
-            "-t",
-            "app:v1",
-            "-o",
-            &out,
-            "--root",
-            root.to_str().unwrap(),
-            context,
-        ],
-        &[],
-    );
-    assert!(
-        o.status.success(),
-        "{context}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
 #[test]
 fn a_git_repository_is_a_context_at_a_ref_and_directory() {
     let ws = Workspace::new();
@@ -123,7 +99,7 @@ fn a_git_repository_is_a_context_at_a_ref_and_directory() {
     let url = format!("git://127.0.0.1:{}/app.git", daemon.port);
 
     // The default branch, without .git.
-    build_from(&ws, &url);
+    ws.build_ok_from(&url, &[]);
     let root = ws.unpack();
     assert_eq!(
         fs::read_to_string(root.join("src/version.txt")).unwrap(),
@@ -132,12 +108,12 @@ fn a_git_repository_is_a_context_at_a_ref_and_directory() {
     assert!(!root.join("src/.git").exists());
     assert!(!layer_text(&ws).contains(".git/"));
     // A tag, and a directory of it with its own Dockerfile.
-    build_from(&ws, &format!("{url}#v1"));
+    ws.build_ok_from(&format!("{url}#v1"), &[]);
     assert_eq!(
         fs::read_to_string(ws.unpack().join("src/version.txt")).unwrap(),
         "v1\n"
     );
-    build_from(&ws, &format!("{url}#v1:svc"));
+    ws.build_ok_from(&format!("{url}#v1:svc"), &[]);
     let root = ws.unpack();
     assert_eq!(
         fs::read_to_string(root.join("svc/svc.txt")).unwrap(),
@@ -180,18 +156,7 @@ fn a_url_to_an_archive_or_a_dockerfile_is_a_context() {
     let local = ws.build_ok(&[]);
     let served = ws.tmp.path().join("www");
     fs::create_dir_all(&served).unwrap();
-    let tgz = tool(
-        "tar",
-        &[
-            "-C",
-            ctx.to_str().unwrap(),
-            "-czf",
-            "-",
-            "Dockerfile",
-            "app",
-        ],
-    )
-    .stdout;
+    let tgz = ws.context_tar(&["Dockerfile", "app"], true);
     fs::write(served.join("ctx.tar.gz"), tgz).unwrap();
     fs::write(
         served.join("Dockerfile.txt"),

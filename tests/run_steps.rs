@@ -94,6 +94,19 @@ fn network_none_leaves_only_loopback() {
     assert_eq!(ifaces, ["lo"], "{netdev}");
 }
 
+/// Each `flag value` is a usage error (exit 2) that echoes the value and gives a hint.
+fn refused_as_usage(ws: &Workspace, bc: &str, cases: &[(&str, &str)]) {
+    for (flag, value) in cases {
+        let o = ws.rbuild(&["--build-context", bc, flag, value], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(value) && err.contains("hint:"),
+            "{flag} {value}: {err}"
+        );
+    }
+}
+
 fn interfaces(netdev: &str) -> Vec<String> {
     netdev
         .lines()
@@ -139,20 +152,16 @@ fn build_flags_network_and_add_host_apply_to_every_run_like_docker_build() {
     let hosts = fs::read_to_string(ws.unpack().join("hosts")).unwrap();
     assert!(hosts.lines().any(|l| l == "10.9.9.9\tdb.local"), "{hosts}");
 
-    for (flag, value) in [
-        ("--add-host", "db.local"),
-        ("--add-host", "db.local:not-an-ip"),
-        ("--add-host", "db.local:host-gateway"),
-        ("--network", "bridge"),
-    ] {
-        let o = ws.rbuild(&["--build-context", &bc, flag, value], &[]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
-        assert!(
-            err.contains(value) && err.contains("hint:"),
-            "{flag} {value}: {err}"
-        );
-    }
+    refused_as_usage(
+        &ws,
+        &bc,
+        &[
+            ("--add-host", "db.local"),
+            ("--add-host", "db.local:not-an-ip"),
+            ("--add-host", "db.local:host-gateway"),
+            ("--network", "bridge"),
+        ],
+    );
 }
 
 #[test]
@@ -400,17 +409,13 @@ fn ulimit_and_shm_size_apply_to_every_run_like_docker_build() {
         fs::read_to_string(ws.unpack().join("nofile")).unwrap(),
         "512\n"
     );
-    for (flag, value) in [
-        ("--ulimit", "files=10"),
-        ("--ulimit", "nofile=2048:1024"),
-        ("--shm-size", "lots"),
-    ] {
-        let o = ws.rbuild(&["--build-context", &bc, flag, value], &[]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
-        assert!(
-            err.contains(value) && err.contains("hint:"),
-            "{flag} {value}: {err}"
-        );
-    }
+    refused_as_usage(
+        &ws,
+        &bc,
+        &[
+            ("--ulimit", "files=10"),
+            ("--ulimit", "nofile=2048:1024"),
+            ("--shm-size", "lots"),
+        ],
+    );
 }

@@ -207,16 +207,37 @@ impl Workspace {
     /// Builds the context with `-t app:v1 -o type=oci,dest=<out>` plus `args`; panics with
     /// rbuild's stderr on failure.
     pub fn build_ok(&self, args: &[&str]) -> Output {
+        self.build_ok_from(self.ctx().to_str().unwrap(), args)
+    }
+
+    /// Like [`Workspace::build_ok`] for another context (a directory or a URL).
+    pub fn build_ok_from(&self, context: &str, args: &[&str]) -> Output {
         let out = self.oci_output();
+        let root = self.store();
         let mut all = vec!["-t", "app:v1", "-o", &out];
         all.extend_from_slice(args);
-        let o = self.rbuild(&all, &[]);
+        all.extend(["--root", root.to_str().unwrap(), context]);
+        let o = rbuild(&all, &[]);
         assert!(
             o.status.success(),
-            "build failed: {}",
+            "build of {context} failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
         o
+    }
+
+    /// The named files of the context as a tar archive (`gzip`: compressed), as
+    /// `tar -C ctx -c` makes it.
+    pub fn context_tar(&self, names: &[&str], gzip: bool) -> Vec<u8> {
+        let ctx = self.ctx();
+        let mut args = vec![
+            "-C",
+            ctx.to_str().unwrap(),
+            if gzip { "-czf" } else { "-cf" },
+            "-",
+        ];
+        args.extend_from_slice(names);
+        tool("tar", &args).stdout
     }
 
     /// GNU tar's verbose listing (numeric owners) of each layer of `<out>:v1`, found through
