@@ -299,10 +299,15 @@ fn platforms_are_normalized_like_docker_and_nonsense_is_refused() {
     write(
         &ctx,
         "Dockerfile",
-        "FROM scratch\nARG TARGETPLATFORM TARGETARCH\nLABEL p=$TARGETPLATFORM a=$TARGETARCH\n",
+        "FROM scratch\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT\nLABEL p=$TARGETPLATFORM a=$TARGETARCH v=$TARGETVARIANT\n",
     );
-    // `x86_64` and `aarch64` are what `uname -m` says; Docker reads them as amd64 and arm64.
-    for (flag, arch) in [("linux/x86_64", "amd64"), ("Linux/AARCH64", "arm64")] {
+    // `x86_64` and `aarch64` are what `uname -m` says; Docker reads them as amd64 and arm64,
+    // and plain `arm` as arm/v7 (buildx normalizes what it parses).
+    for (flag, arch, variant) in [
+        ("linux/x86_64", "amd64", ""),
+        ("Linux/AARCH64", "arm64", ""),
+        ("linux/arm", "arm", "v7"),
+    ] {
         let o = ws.rbuild(
             &["-t", "x:1", "--platform", flag, "-o", &ws.oci_output()],
             &[],
@@ -319,9 +324,11 @@ fn platforms_are_normalized_like_docker_and_nonsense_is_refused() {
         assert_eq!(cfg["architecture"], arch, "{flag}");
         assert_eq!(cfg["os"], "linux", "{flag}");
         assert_eq!(cfg["config"]["Labels"]["a"], arch, "{flag}");
+        assert_eq!(cfg["config"]["Labels"]["v"], variant, "{flag}");
+        let platform = format!("linux/{arch}/{variant}");
         assert_eq!(
             cfg["config"]["Labels"]["p"],
-            format!("linux/{arch}"),
+            platform.trim_end_matches('/'),
             "{flag}"
         );
     }

@@ -358,8 +358,9 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
 
 impl Platform {
     /// Parses what users write after `--platform`: `os`, `arch`, `os/arch` or
-    /// `os/arch/variant`, normalized as containerd does (so `linux/x86_64` builds what
-    /// `linux/amd64` builds and `TARGETARCH` is `amd64`). A lone word must be a known OS or
+    /// `os/arch/variant`, parsed and then normalized as buildx does with containerd's rules
+    /// (so `linux/x86_64` builds what `linux/amd64` builds and `TARGETARCH` is `amd64`;
+    /// `linux/arm` is `linux/arm/v7`). A lone word must be a known OS or
     /// architecture; the other part comes from `host` (this machine's `os/arch`).
     pub fn from_specifier(spec: &str, host: &str) -> Result<Platform, PlatformError> {
         let fail = |reason: &str| PlatformError {
@@ -381,7 +382,7 @@ impl Platform {
         let component = |c: &str| {
             !c.is_empty()
                 && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
         if let Some(bad) = parts.iter().find(|c| !component(c)) {
             return Err(fail(&format!("part {bad:?} is not a platform name")));
@@ -411,10 +412,7 @@ impl Platform {
                 }
             }
             [o, a] => {
-                let (architecture, mut variant) = normalize_arch(a, "");
-                if architecture == "arm" && variant == "v7" {
-                    variant.clear();
-                }
+                let (architecture, variant) = normalize_arch(a, "");
                 Platform {
                     os: os(o),
                     architecture,
@@ -486,7 +484,9 @@ mod platform_tests {
             ("linux/x86_64", "linux/amd64"),
             ("Linux/AARCH64", "linux/arm64"),
             ("linux/arm64/v8", "linux/arm64"),
-            ("linux/armhf", "linux/arm"),
+            ("linux/armhf", "linux/arm/v7"),
+            ("linux/arm", "linux/arm/v7"),
+            ("arm", "linux/arm/v7"),
             ("linux/arm/7", "linux/arm/v7"),
             ("linux/arm/v6", "linux/arm/v6"),
             ("linux/i386", "linux/386"),
@@ -506,6 +506,8 @@ mod platform_tests {
             "linux/amd64/v2/x",
             "linux amd64",
             "linux/amd64,linux/arm64",
+            "linux/arm64/v8.0",
+            "linux/*",
         ] {
             let e = p(bad).unwrap_err();
             assert_eq!(e.spec, bad);
