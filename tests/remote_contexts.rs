@@ -190,3 +190,38 @@ fn a_url_to_an_archive_or_a_dockerfile_is_a_context() {
     assert!(!o.status.success());
     assert!(err.contains("404") && err.contains("hint:"), "{err}");
 }
+
+#[test]
+fn a_flaky_server_is_tried_again_and_a_dead_one_fails_after_the_last_try() {
+    use crate::support::faults::{rule, Fault, FaultProxy};
+    let ws = Workspace::new();
+    let served = ws.tmp.path().join("www");
+    fs::create_dir_all(&served).unwrap();
+    fs::write(served.join("Dockerfile"), "FROM scratch\nLABEL from=url\n").unwrap();
+    let server = HttpServer::serve(&served);
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", server.port));
+    proxy.set(vec![
+        rule("GET", "/Dockerfile", 1, Fault::Status(503, Some(1))),
+        rule("GET", "/Dockerfile", 1, Fault::ResetAfter(0)),
+        rule("GET", "/Dockerfile", 1, Fault::Status(502, None)),
+    ]);
+    let url = format!("http://{}/Dockerfile", proxy.host);
+    ws.build_ok_from(&url, &[]);
+    assert_eq!(proxy.faults().len(), 3, "{:?}", proxy.faults());
+    proxy.set(vec![rule(
+        "GET",
+        "/Dockerfile",
+        99,
+        Fault::Status(500, None),
+    )]);
+    let o = crate::support::rbuild(
+        &["-t", "x:1", "--root", ws.store().to_str().unwrap(), &url],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("500") && err.contains("5 tries") && err.contains("hint:"),
+        "{err}"
+    );
+}

@@ -48,16 +48,7 @@ pub fn fetch(
         },
     };
     let client = crate::net::client(&[]).map_err(|e| format!("setting up HTTP: {e}"))?;
-    let mut resp = client
-        .get(url)
-        .send()
-        .map_err(|e| format!("downloading {url}: {}", error_chain(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!(
-            "downloading {url}: the server answered {}",
-            resp.status()
-        ));
-    }
+    let mut resp = crate::net::get(&client, url)?;
     let mtime = resp
         .headers()
         .get(reqwest::header::LAST_MODIFIED)
@@ -104,17 +95,6 @@ pub fn fetch(
         },
         dir,
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

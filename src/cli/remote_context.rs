@@ -71,17 +71,8 @@ pub(super) fn fetch(
         Remote::Http(url) => {
             let client = crate::net::client(&[])
                 .map_err(|e| failed(arg, e, "check SSL_CERT_FILE and the proxy settings"))?;
-            let resp = client
-                .get(url)
-                .send()
+            let resp = crate::net::get(&client, url)
                 .map_err(|e| failed(arg, e, "check the URL and that the server is reachable"))?;
-            if !resp.status().is_success() {
-                return Err(failed(
-                    arg,
-                    format!("the server answered {}", resp.status()),
-                    "check the URL",
-                ));
-            }
             super::stdin_context::read_from(store, resp, file, url)
         }
         Remote::Git {

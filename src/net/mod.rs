@@ -45,3 +45,54 @@ pub fn client(extra_pem: &[Vec<u8>]) -> Result<reqwest::blocking::Client, reqwes
         .tls_certs_merge(certs)
         .build()
 }
+
+/// How many times [`get`] tries a URL.
+pub const GET_ATTEMPTS: u32 = 5;
+
+/// GETs `url` as a plain download (ADD of a URL, a remote context): transport errors,
+/// 408, 429 and 5xx answers are tried again, up to [`GET_ATTEMPTS`] times, after the
+/// server's `Retry-After` (at most 60 s) or a growing pause. The error, after the last try,
+/// names the URL, the cause and the number of tries; query strings (often signed) are left
+/// out of it.
+pub fn get(
+    client: &reqwest::blocking::Client,
+    url: &str,
+) -> Result<reqwest::blocking::Response, String> {
+    let shown = url.split('?').next().unwrap_or(url);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (cause, wait) = match client.get(url).send() {
+            Ok(r) if r.status().is_success() => return Ok(r),
+            Ok(r) => {
+                let s = r.status();
+                let again = s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408;
+                if !again {
+                    return Err(format!("downloading {shown}: the server answered {s}"));
+                }
+                let wait = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|secs| Duration::from_secs(secs.min(60)));
+                (format!("the server answered {s}"), wait)
+            }
+            Err(e) if e.is_builder() => return Err(format!("downloading {shown}: {e}")),
+            Err(e) => {
+                let mut cause = e.to_string();
+                let mut cur = std::error::Error::source(&e);
+                while let Some(c) = cur {
+                    cause.push_str(": ");
+                    cause.push_str(&c.to_string());
+                    cur = c.source();
+                }
+                (cause.replace(url, shown), None)
+            }
+        };
+        if attempt >= GET_ATTEMPTS {
+            return Err(format!("downloading {shown}: {cause} ({attempt} tries)"));
+        }
+        std::thread::sleep(wait.unwrap_or(Duration::from_millis(200u64 << attempt.min(6))));
+    }
+}
