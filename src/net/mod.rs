@@ -46,12 +46,46 @@ pub fn client(extra_pem: &[Vec<u8>]) -> Result<reqwest::blocking::Client, reqwes
         .build()
 }
 
+/// The error chain of a transport failure, for messages (causes already in the text are
+/// not repeated).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The wait a `Retry-After: SECONDS` header asks for, at most 30 s.
+pub fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(30)))
+}
+
+/// The pause before try `attempt + 1` when the server gave no `Retry-After`.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(6))
+}
+
 /// How many times [`get`] tries a URL.
 pub const GET_ATTEMPTS: u32 = 5;
 
 /// GETs `url` as a plain download (ADD of a URL, a remote context): transport errors,
 /// 408, 429 and 5xx answers are tried again, up to [`GET_ATTEMPTS`] times, after the
-/// server's `Retry-After` (at most 60 s) or a growing pause. The error, after the last try,
+/// server's `Retry-After` ([`retry_after`]) or a growing pause ([`backoff`]). The error, after the last try,
 /// names the URL, the cause and the number of tries; query strings (often signed) are left
 /// out of it.
 pub fn get(
@@ -70,29 +104,14 @@ pub fn get(
                 if !again {
                     return Err(format!("downloading {shown}: the server answered {s}"));
                 }
-                let wait = r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|secs| Duration::from_secs(secs.min(60)));
-                (format!("the server answered {s}"), wait)
+                (format!("the server answered {s}"), retry_after(&r))
             }
             Err(e) if e.is_builder() => return Err(format!("downloading {shown}: {e}")),
-            Err(e) => {
-                let mut cause = e.to_string();
-                let mut cur = std::error::Error::source(&e);
-                while let Some(c) = cur {
-                    cause.push_str(": ");
-                    cause.push_str(&c.to_string());
-                    cur = c.source();
-                }
-                (cause.replace(url, shown), None)
-            }
+            Err(e) => (chain(&e).replace(url, shown), None),
         };
         if attempt >= GET_ATTEMPTS {
             return Err(format!("downloading {shown}: {cause} ({attempt} tries)"));
         }
-        std::thread::sleep(wait.unwrap_or(Duration::from_millis(200u64 << attempt.min(6))));
+        std::thread::sleep(wait.unwrap_or_else(|| backoff(attempt)));
     }
 }

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
@@ -18,6 +17,7 @@ use reqwest::StatusCode;
 
 use super::credentials::{Credential, CredentialStore};
 use super::RegistryError;
+use crate::net::{backoff, chain, retry_after};
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -141,21 +141,6 @@ pub fn is_loopback(host: &str) -> bool {
     h == "localhost" || h == "::1" || h.starts_with("127.")
 }
 
-/// The error chain of a transport failure, for messages.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 /// What to do about a transport error to `host`.
 fn network_fix(host: &str, cause: &str) -> String {
     let c = cause.to_lowercase();
@@ -181,18 +166,6 @@ fn network_fix(host: &str, cause: &str) -> String {
 fn transient(status: StatusCode) -> bool {
     status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED
         || status == StatusCode::TOO_MANY_REQUESTS
-}
-
-fn retry_after(resp: &Response) -> Option<Duration> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    v.trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(30)))
 }
 
 impl Client {
@@ -566,10 +539,6 @@ fn without_urls(s: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(200u64 << attempt.min(6))
 }
 
 /// Resolves a `Location` header against the host's base URL.
