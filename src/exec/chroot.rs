@@ -127,13 +127,7 @@ pub fn prepare(root: &Path, cwd: &str, extra_hosts: &[String]) -> Vec<(PathBuf, 
             continue;
         };
         if f == "etc/hosts" && !extra_hosts.is_empty() {
-            if !host.is_empty() && !host.ends_with(b"\n") {
-                host.push(b'\n');
-            }
-            for l in extra_hosts {
-                host.extend_from_slice(l.as_bytes());
-                host.push(b'\n');
-            }
+            host = super::hosts_with(host, extra_hosts);
         }
         restore.push((inside.clone(), std::fs::read(&inside).ok()));
         if let Some(d) = inside.parent() {
@@ -187,7 +181,7 @@ pub fn run(spec: &ChrootSpec, shown: &str, out: &super::OutputSink) -> Result<()
         .map_err(|_| ExecError::Setup("NUL in WORKDIR".into()))?;
     let (uid, gid) = (spec.uid, spec.gid);
     let rootless = super::rootless::active();
-    let limits: Vec<_> = spec.ulimits.iter().filter_map(|u| u.resource()).collect();
+    let limits = super::limits::prepare(&spec.ulimits);
     // SAFETY: the closure runs in the forked child and only makes system calls on data
     // prepared before the fork.
     unsafe {
@@ -199,9 +193,7 @@ pub fn run(spec: &ChrootSpec, shown: &str, out: &super::OutputSink) -> Result<()
             rustix::process::chroot(root.as_c_str())?;
             chdir(c"/")?;
             chdir(cwd.as_c_str())?;
-            for (resource, limit) in &limits {
-                rustix::process::setrlimit(*resource, *limit)?;
-            }
+            super::limits::apply(&limits)?;
             if !rootless {
                 rustix::thread::set_thread_groups(&[])?;
             }

@@ -88,6 +88,21 @@ impl Ulimit {
     }
 }
 
+/// The limits as `setrlimit` arguments, prepared before a fork.
+pub fn prepare(ulimits: &[Ulimit]) -> Vec<(rustix::process::Resource, rustix::process::Rlimit)> {
+    ulimits.iter().filter_map(Ulimit::resource).collect()
+}
+
+/// Sets prepared limits; only system calls, so it may run in a forked child.
+pub fn apply(
+    limits: &[(rustix::process::Resource, rustix::process::Rlimit)],
+) -> rustix::io::Result<()> {
+    for (resource, limit) in limits {
+        rustix::process::setrlimit(*resource, *limit)?;
+    }
+    Ok(())
+}
+
 /// Parses a size as Docker's `--shm-size` does: a number of bytes with an optional binary
 /// unit (`b`, `k`, `m`, `g`, `t`, also written `kb`, `KiB`, ...), e.g. `64m`, `1.5g`.
 pub fn parse_size(spec: &str) -> Result<u64, String> {

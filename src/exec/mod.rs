@@ -24,6 +24,18 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The host's `/etc/hosts` with the `--add-host` lines (`IP\tHOST`) after it.
+pub fn hosts_with(mut host: Vec<u8>, extra_hosts: &[String]) -> Vec<u8> {
+    if !host.is_empty() && !host.ends_with(b"\n") {
+        host.push(b'\n');
+    }
+    for l in extra_hosts {
+        host.extend_from_slice(l.as_bytes());
+        host.push(b'\n');
+    }
+    host
+}
+
 /// What one RUN needs, handed to the sandbox helper as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {

@@ -274,14 +274,8 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
         let mut host = Path::new("/").join(f);
         if f == "etc/hosts" && !spec.extra_hosts.is_empty() {
             // The host's file and the --add-host lines, on the sandbox's private tmpfs.
-            let mut text = std::fs::read_to_string(&host).unwrap_or_default();
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            for l in &spec.extra_hosts {
-                text.push_str(l);
-                text.push('\n');
-            }
+            let text =
+                super::hosts_with(std::fs::read(&host).unwrap_or_default(), &spec.extra_hosts);
             host = dev.join(".rbuild-hosts");
             std::fs::write(&host, text).map_err(|e| format!("{}: {e}", host.display()))?;
         }
@@ -306,7 +300,7 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
     .map_err(|_| "NUL in WORKDIR".to_string())?;
     let (uid, gid) = (spec.uid, spec.gid);
     let rootless = super::rootless::active();
-    let limits: Vec<_> = spec.ulimits.iter().filter_map(|u| u.resource()).collect();
+    let limits = super::limits::prepare(&spec.ulimits);
     let program = spec.argv.first().ok_or("empty command")?.clone();
     let mut cmd = Command::new(&program);
     cmd.args(&spec.argv[1..]).env_clear();
@@ -333,9 +327,7 @@ fn setup_and_run(spec_path: &str) -> Result<i32, String> {
             mount::unmount(c".", UnmountFlags::DETACH)?;
             chdir(c"/")?;
             chdir(cwd_c.as_c_str())?;
-            for (resource, limit) in &limits {
-                rustix::process::setrlimit(*resource, *limit)?;
-            }
+            super::limits::apply(&limits)?;
             if !rootless {
                 // setgroups is denied in a user namespace that maps one id.
                 rustix::thread::set_thread_groups(&[])?;
