@@ -220,7 +220,7 @@ pub(super) fn run(mut a: BuildArgs) -> Result<(), CliError> {
         })?),
         _ => None,
     };
-    let target = super::platform_flag(a.platform.as_deref())?;
+    let target = super::platform_flag(a.platform.as_deref())?.to_string();
     if a.load {
         return Err(usage(
             "--load needs a Docker daemon to load the image into, and rbuild runs without one",

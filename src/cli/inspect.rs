@@ -39,8 +39,7 @@ pub(super) fn run(a: InspectArgs) -> Result<(), CliError> {
         Some(found) => ("store", found),
         None => {
             let client = super::registry::client(&a.registry);
-            let platform =
-                crate::image::Platform::parse(&super::platform_flag(a.platform.as_deref())?);
+            let platform = super::platform_flag(a.platform.as_deref())?;
             let res = crate::registry::pull::resolve(&client, &r, &platform, &store)?;
             let m = Manifest {
                 schema_version: 2,

@@ -91,17 +91,15 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// A `--platform` flag as a canonical `os/arch[/variant]` (this machine's when absent); a
-/// value that names no platform is a usage error.
-fn platform_flag(flag: Option<&str>) -> Result<String, CliError> {
+/// A `--platform` flag as a platform (this machine's when absent); a value that names no
+/// platform is a usage error.
+fn platform_flag(flag: Option<&str>) -> Result<crate::image::Platform, CliError> {
     let host = crate::frontend::expand::host_platform();
     match flag {
-        None => Ok(host),
-        Some(p) => crate::image::Platform::from_specifier(p, &host)
-            .map(|p| p.to_string())
-            .map_err(|e| {
-                CliError::new(error::ExitKind::Usage, format!("--platform: {e}"))
-                    .hinted("use os/arch[/variant], one per build, e.g. --platform linux/arm64")
-            }),
+        None => Ok(crate::image::Platform::parse(&host)),
+        Some(p) => crate::image::Platform::from_specifier(p, &host).map_err(|e| {
+            CliError::new(error::ExitKind::Usage, format!("--platform: {e}"))
+                .hinted("use os/arch[/variant], one per build, e.g. --platform linux/arm64")
+        }),
     }
 }

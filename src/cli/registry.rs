@@ -5,7 +5,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::content::{Store, TagEntry};
-use crate::image::Platform;
 use crate::reference::Reference;
 use crate::registry::credentials::Credential;
 use crate::registry::{pull, push, Client, Options, RegistryError};
@@ -90,7 +89,7 @@ pub(super) fn pull_cmd(a: PullArgs) -> Result<(), CliError> {
     let store = open(&a.store)?;
     let _gc = store.gc_lock(false).map_err(store_err)?;
     let client = client(&a.registry);
-    let platform = Platform::parse(&super::platform_flag(a.platform.as_deref())?);
+    let platform = super::platform_flag(a.platform.as_deref())?;
     let res = pull::resolve(&client, &r, &platform, &store)?;
     pull::fetch_blobs(&client, &res.pinned, &res.layers, &store)?;
     let created = res.config.created.clone().unwrap_or_default();

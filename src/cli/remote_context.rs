@@ -4,7 +4,6 @@
 //! SSH keys and proxies apply; any other `http(s)://` URL is downloaded and read like
 //! standard input (a tar archive is the context, plain text is a Dockerfile).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::content::Store;
@@ -170,20 +169,13 @@ fn clone(
             ))
         }
     };
-    let rel = file.map_or_else(|| PathBuf::from("Dockerfile"), PathBuf::from);
-    let dockerfile = context.join(rel.strip_prefix("/").unwrap_or(&rel));
-    if !dockerfile.is_file() {
-        return Err(
-            CliError::new(ExitKind::Usage, format!("{arg} has no {}", rel.display()))
-                .hinted("name the Dockerfile with -f PATH inside the repository (or its #REF:DIR)"),
-        );
-    }
-    Ok(TempContext::new(
+    TempContext::found(
         dir,
         context,
-        dockerfile,
-        rel.display().to_string(),
-    ))
+        file,
+        arg,
+        "name the Dockerfile with -f PATH inside the repository (or its #REF:DIR)",
+    )
 }
 
 #[cfg(test)]

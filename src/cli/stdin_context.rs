@@ -28,14 +28,30 @@ pub(super) struct TempContext {
 }
 
 impl TempContext {
-    /// A context at `context` with `dockerfile`, both inside `dir`.
-    pub(super) fn new(dir: TempDir, context: PathBuf, dockerfile: PathBuf, name: String) -> Self {
-        TempContext {
+    /// The context at `context` (inside `dir`) with its Dockerfile: `file` (`-f`, a path
+    /// inside the context) or `Dockerfile`. Missing, it is a usage error saying that `what`
+    /// has no such file, with `hint`.
+    pub(super) fn found(
+        dir: TempDir,
+        context: PathBuf,
+        file: Option<&std::path::Path>,
+        what: &str,
+        hint: &str,
+    ) -> Result<Self, CliError> {
+        let rel = file.map_or_else(|| PathBuf::from("Dockerfile"), PathBuf::from);
+        let dockerfile = context.join(rel.strip_prefix("/").unwrap_or(&rel));
+        if !dockerfile.is_file() {
+            return Err(
+                CliError::new(ExitKind::Usage, format!("{what} has no {}", rel.display()))
+                    .hinted(hint),
+            );
+        }
+        Ok(TempContext {
             _dir: dir,
             context,
             dockerfile,
-            name,
-        }
+            name: rel.display().to_string(),
+        })
     }
 }
 
@@ -82,22 +98,13 @@ pub(super) fn read_from(
     if is_archive {
         let tar = decoder(whole, format).map_err(|e| failed(&e))?;
         apply_layer(&context, tar).map_err(|e| failed(&e))?;
-        let rel = file.map_or_else(|| PathBuf::from("Dockerfile"), PathBuf::from);
-        let dockerfile = context.join(rel.strip_prefix("/").unwrap_or(&rel));
-        if !dockerfile.is_file() {
-            return Err(CliError::new(
-                ExitKind::Usage,
-                format!("the archive from {source} has no {}", rel.display()),
-            )
-            .hinted("put a Dockerfile at the archive's root, or name it with -f PATH inside the archive"));
-        }
-        let name = rel.display().to_string();
-        return Ok(TempContext {
-            _dir: dir,
+        return TempContext::found(
+            dir,
             context,
-            dockerfile,
-            name,
-        });
+            file,
+            &format!("the archive from {source}"),
+            "put a Dockerfile at the archive's root, or name it with -f PATH inside the archive",
+        );
     }
     if file.is_some() {
         return Err(CliError::new(

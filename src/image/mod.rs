@@ -411,23 +411,16 @@ impl Platform {
                     }
                 }
             }
-            [o, a] => {
-                let (architecture, variant) = normalize_arch(a, "");
+            [o, a, ref variant @ ..] => {
+                let (architecture, variant) =
+                    normalize_arch(a, variant.first().copied().unwrap_or(""));
                 Platform {
                     os: os(o),
                     architecture,
                     variant,
                 }
             }
-            [o, a, v] => {
-                let (architecture, variant) = normalize_arch(a, v);
-                Platform {
-                    os: os(o),
-                    architecture,
-                    variant,
-                }
-            }
-            _ => unreachable!("split yields one to three parts here"),
+            [] => unreachable!("split yields at least one part"),
         };
         Ok(p)
     }
