@@ -86,12 +86,7 @@ fn network_none_leaves_only_loopback() {
     let (ws, bc) = with_busybox("FROM base\nRUN --network=none cat /proc/net/dev > /netdev\n");
     ws.build_ok(&["--build-context", &bc]);
     let netdev = fs::read_to_string(ws.unpack().join("netdev")).unwrap();
-    let ifaces: Vec<&str> = netdev
-        .lines()
-        .skip(2)
-        .map(|l| l.split(':').next().unwrap().trim())
-        .collect();
-    assert_eq!(ifaces, ["lo"], "{netdev}");
+    assert_eq!(interfaces(&netdev), ["lo"], "{netdev}");
 }
 
 /// Each `flag value` is a usage error (exit 2) that echoes the value and gives a hint.
@@ -107,6 +102,7 @@ fn refused_as_usage(ws: &Workspace, bc: &str, cases: &[(&str, &str)]) {
     }
 }
 
+/// The interface names in a copy of `/proc/net/dev`.
 fn interfaces(netdev: &str) -> Vec<String> {
     netdev
         .lines()
